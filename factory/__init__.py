@@ -1,0 +1,1 @@
+"""The factory CLI: the local stack manager and the main job."""

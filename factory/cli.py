@@ -1,0 +1,87 @@
+"""`factory` command line: `factory stack up|down|status|logs`, `factory env`, `factory demo`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from factory.processes import PortInUseError, tail
+from factory.settings import SettingsError, StackSettings
+from factory.stack import Stack, StackError
+
+
+def _print_credentials_once(stack: Stack) -> None:
+    if not stack.credentials_created:
+        return
+    creds = stack.credentials
+    print(
+        "\nCredentials were generated for this stack (shown once; kept in "
+        f"{stack.settings.home / 'credentials.json'}):\n"
+        f"  Airflow UI  {stack.settings.airflow_url}  user {creds.airflow_admin_user}  "
+        f"password {creds.airflow_admin_password}\n"
+        f"  S3          {stack.settings.s3_endpoint}  access key {creds.s3_access_key}  secret {creds.s3_secret_key}\n"
+    )
+
+
+def _print_status(stack: Stack) -> None:
+    for status in stack.status():
+        pid = str(status.pid) if status.pid else "-"
+        print(f"  {status.name:<24} {status.state:<20} pid {pid:<8} {status.url}")
+
+
+def _cmd_stack(args: argparse.Namespace, stack: Stack) -> int:
+    if args.action == "up":
+        stack.up(args.services or None)
+        _print_credentials_once(stack)
+        _print_status(stack)
+    elif args.action == "down":
+        stopped = stack.down(args.services or None)
+        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    elif args.action == "status":
+        _print_status(stack)
+    elif args.action == "logs":
+        for name in args.services or [s.name for s in stack.services]:
+            print(f"==> {stack.log_path(name)} <==\n{tail(stack.log_path(name), args.lines)}\n")
+    return 0
+
+
+def _cmd_env(_: argparse.Namespace, stack: Stack) -> int:
+    """Print `export` lines so a shell (or the airflow CLI) talks to this stack: eval "$(factory env)"."""
+    for key, value in sorted(stack.airflow_env().items()):
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, stack: Stack) -> int:
+    from factory.demo import run_demo
+
+    return run_demo(stack, keep_up=args.keep_up)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="factory", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    stack = commands.add_parser("stack", help="start, stop and inspect the local services")
+    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument("services", nargs="*", help="limit to these services (dependencies are included on up)")
+    stack.add_argument("-n", "--lines", type=int, default=40, help="log lines to show")
+    stack.set_defaults(handler=_cmd_stack)
+    env = commands.add_parser("env", help="print the environment that talks to this stack")
+    env.set_defaults(handler=_cmd_env)
+    demo = commands.add_parser("demo", help="the main job: bring the stack up and run the factory loop")
+    demo.add_argument("--keep-up", action="store_true", help="leave the stack running afterwards")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        stack = Stack(StackSettings.from_env())
+        return args.handler(args, stack)
+    except (SettingsError, StackError, PortInUseError) as error:
+        print(f"factory: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,215 @@
+"""The services of the local stack: how each one is started and how its health is checked.
+
+Each `Service` is plain data (argv, environment, ports, health URL); `stack.py` owns the lifecycle. The Airflow
+environment built here is also what tests and the CLI use to talk to the same stack (connections as AIRFLOW_CONN_*).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from factory.credentials import Credentials
+from factory.settings import PROJECT_ROOT, StackSettings
+from serving.triton.runtime import locate as locate_triton
+
+ORCHESTRATION_BIN = Path(sys.executable).parent
+TRITON_VENV = Path(os.environ.get("FACTORY_TRITON_VENV", PROJECT_ROOT / ".venv-triton"))
+
+# Connection ids the DAGs and hooks use. Their content comes from the environment only.
+S3_CONN_ID = "factory_s3"
+MLFLOW_CONN_ID = "factory_mlflow"
+TRITON_CONN_ID = "factory_triton"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ports: dict[str, int]
+    health_url: str
+    startup_timeout: float = 90.0
+    health_expect: tuple[int, ...] = (200,)
+    stop_timeout: float = 15.0
+    depends_on: tuple[str, ...] = field(default_factory=tuple)
+
+
+def connection_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
+    """Airflow Connections for S3, MLflow and Triton, passed as AIRFLOW_CONN_* JSON (never stored in code)."""
+    s3 = {
+        "conn_type": "aws",
+        "login": creds.s3_access_key,
+        "password": creds.s3_secret_key,
+        "extra": {"endpoint_url": settings.s3_endpoint, "region_name": settings.region},
+    }
+    mlflow = {"conn_type": "http", "host": settings.host, "port": settings.ports.mlflow, "schema": "http"}
+    triton = {
+        "conn_type": "http",
+        "host": settings.host,
+        "port": settings.ports.triton_http,
+        "schema": "http",
+        "extra": {
+            "grpc_port": settings.ports.triton_grpc,
+            "metrics_port": settings.ports.triton_metrics,
+            "repository_bucket": settings.triton_bucket,
+            "repository_prefix": settings.triton_prefix,
+        },
+    }
+    return {
+        f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(s3),
+        f"AIRFLOW_CONN_{MLFLOW_CONN_ID.upper()}": json.dumps(mlflow),
+        f"AIRFLOW_CONN_{TRITON_CONN_ID.upper()}": json.dumps(triton),
+    }
+
+
+def airflow_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
+    """The environment every Airflow component (and in-process `dag.test()`) runs with."""
+    home = settings.airflow_home
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__FERNET_KEY": creds.airflow_fernet_key,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{creds.airflow_admin_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.database_url("airflow"),
+        "AIRFLOW__API__BASE_URL": settings.airflow_url,
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.ports.airflow),
+        "AIRFLOW__API__SECRET_KEY": creds.airflow_api_secret_key,
+        "AIRFLOW__API_AUTH__JWT_SECRET": creds.airflow_jwt_secret,
+        # New and changed DAG files show up within seconds instead of the default 5 minutes.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "FACTORY_HOME": str(settings.home),
+        **connection_env(settings, creds),
+    }
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    env = {key: os.environ[key] for key in keep if key in os.environ}
+    env["PATH"] = f"{ORCHESTRATION_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def _aws_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": creds.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": creds.s3_secret_key,
+        "AWS_DEFAULT_REGION": settings.region,
+    }
+
+
+def s3_identities(creds: Credentials) -> dict[str, object]:
+    """SeaweedFS S3 identity file: one account with the actions the stack needs; other keys are refused."""
+    return {
+        "identities": [
+            {
+                "name": "factory",
+                "credentials": [{"accessKey": creds.s3_access_key, "secretKey": creds.s3_secret_key}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            }
+        ]
+    }
+
+
+def seaweedfs(settings: StackSettings) -> Service:
+    p = settings.ports
+    data = settings.s3_data_dir
+    argv = [
+        str(ORCHESTRATION_BIN / "weed"), "server",
+        f"-dir={data / 'volumes'}", f"-ip={settings.host}", f"-ip.bind={settings.host}",
+        f"-master.port={p.weed_master}", f"-master.port.grpc={p.weed_master_grpc}",
+        f"-volume.port={p.weed_volume}", f"-volume.port.grpc={p.weed_volume_grpc}",
+        f"-filer.port={p.weed_filer}", f"-filer.port.grpc={p.weed_filer_grpc}",
+        "-s3", f"-s3.port={p.s3}", f"-s3.port.grpc={p.s3_grpc}", f"-s3.config={data / 'identities.json'}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+        # Each bucket is a collection that grows 7 volumes at a time: leave room for many buckets, keep them small.
+        "-volume.max=200", "-master.volumeSizeLimitMB=1024",
+    ]  # fmt: skip
+    ports = {name: getattr(p, name) for name in p.as_dict() if name.startswith(("s3", "weed_"))}
+    # An unsigned request is refused with 403 once S3 is up: that is the health signal.
+    return Service("s3", argv, _base_env(), ports, f"{settings.s3_endpoint}/", health_expect=(403,), stop_timeout=8)
+
+
+def mlflow(settings: StackSettings, creds: Credentials) -> Service:
+    env = {**_base_env(), **_aws_env(settings, creds), "MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint}
+    argv = [
+        str(ORCHESTRATION_BIN / "mlflow"), "server",
+        "--host", settings.host, "--port", str(settings.ports.mlflow), "--workers", "2",
+        "--backend-store-uri", settings.database_url("mlflow").replace("+psycopg2", ""),
+        "--artifacts-destination", f"s3://{settings.mlflow_bucket}/artifacts",
+        "--allowed-hosts", f"{settings.host}:{settings.ports.mlflow},localhost:{settings.ports.mlflow}",
+    ]  # fmt: skip
+    return Service(
+        "mlflow", argv, env, {"mlflow": settings.ports.mlflow}, f"{settings.mlflow_url}/health",
+        depends_on=("s3",), startup_timeout=120,
+    )  # fmt: skip
+
+
+def triton(settings: StackSettings, creds: Credentials) -> Service:
+    runtime = locate_triton(TRITON_VENV)
+    p = settings.ports
+    env = {
+        **_base_env(),
+        **_aws_env(settings, creds),
+        "PATH": f"{runtime.bin_dir}:{_base_env()['PATH']}",
+        "LD_LIBRARY_PATH": ":".join(str(path) for path in runtime.library_path),
+        "VIRTUAL_ENV": str(runtime.venv),
+    }
+    argv = [
+        str(runtime.server_binary),
+        f"--model-repository={settings.triton_repository_uri}",
+        "--model-control-mode=explicit",
+        f"--backend-directory={runtime.backend_directory}",
+        f"--http-address={settings.host}", f"--http-port={p.triton_http}",
+        f"--grpc-address={settings.host}", f"--grpc-port={p.triton_grpc}",
+        f"--metrics-address={settings.host}", f"--metrics-port={p.triton_metrics}",
+        "--allow-gpu-metrics=false", "--exit-timeout-secs=5", "--log-verbose=0",
+    ]  # fmt: skip
+    ports = {"triton_http": p.triton_http, "triton_grpc": p.triton_grpc, "triton_metrics": p.triton_metrics}
+    return Service(
+        "triton", argv, env, ports, f"{settings.triton_http_url}/v2/health/ready", depends_on=("s3",), stop_timeout=10
+    )
+
+
+AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+
+
+def airflow_services(settings: StackSettings, creds: Credentials) -> list[Service]:
+    env = {**_base_env(), **airflow_env(settings, creds)}
+    airflow = str(ORCHESTRATION_BIN / "airflow")
+    api = Service(
+        "airflow-api-server",
+        [airflow, "api-server", "--host", settings.host, "--port", str(settings.ports.airflow), "--workers", "1"],
+        env,
+        {"airflow": settings.ports.airflow},
+        f"{settings.airflow_url}/api/v2/monitor/health",
+        depends_on=("s3", "mlflow", "triton"),
+        startup_timeout=120,
+    )
+    # The scheduler's health is read from the API server's monitor endpoint (see stack.py): it has no port here.
+    components = [
+        Service(
+            f"airflow-{component}", [airflow, component], env, {}, "", depends_on=("airflow-api-server",),
+            startup_timeout=120, stop_timeout=20,
+        )  # fmt: skip
+        for component in AIRFLOW_COMPONENTS
+    ]
+    return [api, *components]
+
+
+def all_services(settings: StackSettings, creds: Credentials) -> list[Service]:
+    """Every service in start order (dependencies first)."""
+    return [seaweedfs(settings), mlflow(settings, creds), triton(settings, creds), *airflow_services(settings, creds)]

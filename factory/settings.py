@@ -1,0 +1,179 @@
+"""Stack settings: where state lives, which profile runs, and every port — all from the environment.
+
+Everything a user may want to change is an environment variable (documented in `.env.example`); a `.env` file in
+the project root is read too, so a developer can keep overrides without exporting them. Nothing here holds a
+secret: credentials are generated once into the state directory (see `credentials.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Profile = Literal["embedded", "production"]
+PROFILES: tuple[str, ...] = ("embedded", "production")
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names the variable and the value."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every TCP port the local stack binds. SeaweedFS gRPC ports are explicit so two stacks can coexist."""
+
+    s3: int = 8333
+    s3_grpc: int = 18333
+    weed_master: int = 9333
+    weed_master_grpc: int = 19333
+    weed_volume: int = 8380
+    weed_volume_grpc: int = 18380
+    weed_filer: int = 8888
+    weed_filer_grpc: int = 18888
+    mlflow: int = 5000
+    triton_http: int = 8000
+    triton_grpc: int = 8001
+    triton_metrics: int = 8002
+    airflow: int = 8080
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Ports:
+        values: dict[str, int] = {}
+        for field in fields(cls):
+            variable = f"FACTORY_PORT_{field.name.upper()}"
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse_port(variable, raw)
+        ports = cls(**values)
+        ports.check_distinct()
+        return ports
+
+    def as_dict(self) -> dict[str, int]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def check_distinct(self) -> None:
+        seen: dict[int, str] = {}
+        for name, port in self.as_dict().items():
+            if port in seen:
+                raise SettingsError(
+                    f"FACTORY_PORT_{name.upper()} and FACTORY_PORT_{seen[port].upper()} are both {port}"
+                )
+            seen[port] = name
+
+
+def _parse_port(variable: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{variable}={raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{variable}={port} is outside 1-65535")
+    return port
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """The resolved configuration of one local stack."""
+
+    home: Path
+    profile: Profile
+    ports: Ports
+    host: str = "127.0.0.1"
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_prefix: str = "factory"
+    data_bucket: str = "factory-data"
+    mlflow_bucket: str = "mlflow"
+    triton_bucket: str = "triton-models"
+    triton_prefix: str = "repository"
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
+        merged = {**read_dotenv(PROJECT_ROOT / ".env"), **(os.environ if env is None else env)}
+        profile = merged.get("FACTORY_PROFILE", "embedded") or "embedded"
+        if profile not in PROFILES:
+            raise SettingsError(f"FACTORY_PROFILE={profile!r}: choose one of {', '.join(PROFILES)}")
+        home = Path(merged.get("FACTORY_HOME") or PROJECT_ROOT / ".factory").expanduser().resolve()
+        prefix = merged.get("FACTORY_DB_PREFIX", "factory") or "factory"
+        if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
+            raise SettingsError(f"FACTORY_DB_PREFIX={prefix!r}: use letters, digits and '_', starting with a letter")
+        return cls(
+            home=home,
+            profile=profile,  # type: ignore[arg-type]  # checked against PROFILES above
+            ports=Ports.from_env(merged),
+            postgres_dsn=merged.get("FACTORY_POSTGRES_DSN") or cls.postgres_dsn,
+            database_prefix=prefix,
+        )
+
+    # Layout of the state directory: everything the stack writes lives under `home`.
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def s3_data_dir(self) -> Path:
+        return self.home / "s3"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    # Endpoints.
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.host}:{self.ports.s3}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.ports.mlflow}"
+
+    @property
+    def triton_http_url(self) -> str:
+        return f"http://{self.host}:{self.ports.triton_http}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.ports.airflow}"
+
+    @property
+    def triton_repository_uri(self) -> str:
+        """Triton's own S3 URI form: s3://<scheme>://<host:port>/<bucket>/<prefix>."""
+        return f"s3://{self.s3_endpoint}/{self.triton_bucket}/{self.triton_prefix}"
+
+    def database_url(self, component: Literal["airflow", "mlflow"]) -> str:
+        """SQLAlchemy URL of a component's database for the active profile."""
+        if self.profile == "embedded":
+            path = self.airflow_home / "airflow.db" if component == "airflow" else self.mlflow_dir / "mlflow.db"
+            return f"sqlite:///{path}"
+        server = self.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
+        return f"{server}/{self.database_prefix}_{component}"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines (comments and blank lines ignored; no interpolation) so `.env` needs no extra package."""
+    if not path.is_file():
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values

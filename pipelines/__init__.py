@@ -1,0 +1,1 @@
+"""Pure, typed model-factory logic. Nothing in this package imports Airflow."""

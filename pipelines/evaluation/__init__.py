@@ -1,0 +1,1 @@
+"""Evaluate a trained model: array metrics (`metrics`), the report record (`report`), PNG plots (`plots`)."""

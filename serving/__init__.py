@@ -1,0 +1,1 @@
+"""Serving: the Triton runtime environment, the model-repository builder and the gateway."""
