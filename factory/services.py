@@ -17,7 +17,6 @@ from factory.settings import PROJECT_ROOT, StackSettings
 from serving.triton.runtime import locate as locate_triton
 
 ORCHESTRATION_BIN = Path(sys.executable).parent
-TRITON_VENV = Path(os.environ.get("FACTORY_TRITON_VENV", PROJECT_ROOT / ".venv-triton"))
 
 # Connection ids the DAGs and hooks use. Their content comes from the environment only.
 S3_CONN_ID = "factory_s3"
@@ -159,7 +158,7 @@ def mlflow(settings: StackSettings, creds: Credentials) -> Service:
 
 
 def triton(settings: StackSettings, creds: Credentials) -> Service:
-    runtime = locate_triton(TRITON_VENV)
+    runtime = locate_triton(settings.triton_venv)
     p = settings.ports
     env = {
         **_base_env(),

@@ -92,6 +92,7 @@ class StackSettings:
     triton_bucket: str = "triton-models"
     triton_prefix: str = "repository"
     region: str = "us-east-1"
+    triton_venv: Path = PROJECT_ROOT / ".venv-triton"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
@@ -99,7 +100,7 @@ class StackSettings:
         profile = merged.get("FACTORY_PROFILE", "embedded") or "embedded"
         if profile not in PROFILES:
             raise SettingsError(f"FACTORY_PROFILE={profile!r}: choose one of {', '.join(PROFILES)}")
-        home = Path(merged.get("FACTORY_HOME") or PROJECT_ROOT / ".factory").expanduser().resolve()
+        home = _project_path(merged.get("FACTORY_HOME") or ".factory")
         prefix = merged.get("FACTORY_DB_PREFIX", "factory") or "factory"
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
             raise SettingsError(f"FACTORY_DB_PREFIX={prefix!r}: use letters, digits and '_', starting with a letter")
@@ -109,6 +110,7 @@ class StackSettings:
             ports=Ports.from_env(merged),
             postgres_dsn=merged.get("FACTORY_POSTGRES_DSN") or cls.postgres_dsn,
             database_prefix=prefix,
+            triton_venv=_project_path(merged.get("FACTORY_TRITON_VENV") or ".venv-triton"),
         )
 
     # Layout of the state directory: everything the stack writes lives under `home`.
@@ -163,6 +165,12 @@ class StackSettings:
         return f"{server}/{self.database_prefix}_{component}"
 
 
+def _project_path(value: str) -> Path:
+    """Relative paths in settings are relative to the project root, wherever the command runs from."""
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
     """Parse KEY=VALUE lines (comments and blank lines ignored; no interpolation) so `.env` needs no extra package."""
     if not path.is_file():
@@ -175,5 +183,10 @@ def read_dotenv(path: Path) -> dict[str, str]:
         key, sep, value = stripped.removeprefix("export ").partition("=")
         if not sep or not key.strip():
             raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
-        values[key.strip()] = value.strip().strip("'\"")
+        value = value.strip()
+        if value[:1] in ("'", '"'):
+            value = value[1 : value.find(value[0], 1)] if value.find(value[0], 1) > 0 else value[1:]
+        else:
+            value = value.split(" #", 1)[0].split("\t#", 1)[0].strip()
+        values[key.strip()] = value
     return values

@@ -1,0 +1,114 @@
+"""A small client of Airflow 3's public REST API (v2): enough to unpause, trigger and follow DAG runs.
+
+Used by the main job, the scheduler-path tests and the benchmarks, so all three exercise the same path a user takes
+through the UI: the run is queued by the API server, scheduled by the scheduler and executed by the executor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+TERMINAL_RUN_STATES = {"success", "failed"}
+
+
+class AirflowApiError(RuntimeError):
+    """The API refused a call or a run did not finish in time; the message says which."""
+
+
+@dataclass(frozen=True)
+class TaskTiming:
+    task_id: str
+    state: str
+    duration_s: float
+    start: datetime | None
+    end: datetime | None
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+        token = self._http.post("/auth/token", json={"username": username, "password": password})
+        if token.status_code not in (200, 201):
+            raise AirflowApiError(f"login to {base_url} as {username!r} failed: {token.status_code} {token.text[:200]}")
+        self._http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, f"/api/v2{path}", **kwargs)
+        if response.status_code >= 400:
+            raise AirflowApiError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json() if response.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed `dag_id` (new files take a few seconds to appear)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self._http.get(f"/api/v2/dags/{dag_id}")
+            if response.status_code == 200:
+                return response.json()
+            if time.monotonic() > deadline:
+                errors = self._call("GET", "/importErrors").get("import_errors", [])
+                raise AirflowApiError(f"DAG {dag_id!r} not parsed after {timeout:.0f} s; import errors: {errors}")
+            time.sleep(1.0)
+
+    def unpause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        run = self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 600.0, on_progress: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last_line = ""
+        while True:
+            run = self.run(dag_id, run_id)
+            if on_progress:
+                line = self._progress_line(dag_id, run_id, run["state"])
+                if line != last_line:
+                    on_progress(line)
+                    last_line = line
+            if run["state"] in TERMINAL_RUN_STATES:
+                return run
+            if time.monotonic() > deadline:
+                raise AirflowApiError(f"run {run_id} of {dag_id} still {run['state']} after {timeout:.0f} s")
+            time.sleep(1.0)
+
+    def _progress_line(self, dag_id: str, run_id: str, run_state: str) -> str:
+        states = [f"{t.task_id}={t.state}" for t in self.task_timings(dag_id, run_id)]
+        return f"{dag_id} [{run_state}] " + " ".join(states)
+
+    def task_timings(self, dag_id: str, run_id: str) -> list[TaskTiming]:
+        payload = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        timings = []
+        for item in payload["task_instances"]:
+            start = _parse_time(item.get("start_date"))
+            end = _parse_time(item.get("end_date"))
+            timings.append(
+                TaskTiming(item["task_id"], item.get("state") or "none", item.get("duration") or 0.0, start, end)
+            )
+        return sorted(timings, key=lambda t: (t.start is None, t.start.timestamp() if t.start else 0.0, t.task_id))
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        entry = self._call(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"deserialize": True},
+        )  # fmt: skip
+        return entry["value"]
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
