@@ -1,0 +1,135 @@
+"""The drift policy: which test decides each feature's verdict, its thresholds, and how findings rank.
+
+The defaults reproduce Evidently 0.7.23's `DataDriftPreset` verdicts (test picked by type and reference
+size, thresholds 0.1 for distances and 0.05 for p-values, dataset drift at half the features), so the hourly
+fast path and the human Evidently report never disagree about a feature. Everything else (PSI bands, null
+surge, schema findings, prediction-score drift) is ours and only feeds the severity of the overall verdict.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Severity(StrEnum):
+    """How loud a finding is. Ordered: a report's verdict is its loudest finding."""
+
+    OK = "ok"
+    WARN = "warn"
+    ALERT = "alert"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.OK: 0, Severity.WARN: 1, Severity.ALERT: 2}
+
+NumericTest = Literal["auto", "wasserstein", "ks", "psi"]
+CategoricalTest = Literal["auto", "jensenshannon", "chisquare", "psi"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VerdictTests(_Strict):
+    """Which test decides a feature's `drifted` flag; `auto` is Evidently's choice by type and size."""
+
+    numeric: NumericTest = "auto"
+    categorical: CategoricalTest = "auto"
+
+
+class Thresholds(_Strict):
+    """Per-test thresholds. Distances drift at `>=`, p-values at `<` (`<=` for KS), exactly as Evidently."""
+
+    wasserstein_normed: float = Field(0.1, gt=0)
+    jensenshannon: float = Field(0.1, gt=0, le=1)
+    ks_pvalue: float = Field(0.05, gt=0, lt=1)
+    chisquare_pvalue: float = Field(0.05, gt=0, lt=1)
+    z_pvalue: float = Field(0.05, gt=0, lt=1)
+
+
+class PsiPolicy(_Strict):
+    """Population stability index over fixed reference-quantile bins (0.1 / 0.25: the usual bands)."""
+
+    bins: int = Field(10, ge=2, le=100)
+    warn: float = Field(0.1, gt=0)
+    alert: float = Field(0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _warn_below_alert(self) -> PsiPolicy:
+        if self.warn >= self.alert:
+            raise ValueError(f"psi.warn ({self.warn}) must be below psi.alert ({self.alert})")
+        return self
+
+
+class MissingPolicy(_Strict):
+    """A broken upstream join shows as a jump in nulls long before it moves a distribution test."""
+
+    max_null_share_rise: float = Field(0.05, gt=0, le=1)
+
+
+class DatasetPolicy(_Strict):
+    drift_share: float = Field(0.5, gt=0, le=1)
+
+
+class PredictionPolicy(_Strict):
+    """Score drift is judged by PSI: scale-free and insensitive to window size, unlike a p-value."""
+
+    psi_threshold: float = Field(0.2, gt=0)
+
+
+class SeverityPolicy(_Strict):
+    """How loud each kind of finding is. `ok` silences a kind without hiding it from the report."""
+
+    dataset_drift: Severity = Severity.ALERT
+    feature_drift: Severity = Severity.WARN
+    null_surge: Severity = Severity.ALERT
+    new_column: Severity = Severity.WARN
+    missing_column: Severity = Severity.ALERT
+    dtype_change: Severity = Severity.ALERT
+    prediction_drift: Severity = Severity.ALERT
+
+
+class DriftPolicy(_Strict):
+    """Everything the drift check needs to turn statistics into a verdict."""
+
+    min_window_rows: int = Field(1000, ge=1)
+    tests: VerdictTests = VerdictTests()
+    thresholds: Thresholds = Thresholds()
+    psi: PsiPolicy = PsiPolicy()
+    missing: MissingPolicy = MissingPolicy()
+    dataset: DatasetPolicy = DatasetPolicy()
+    prediction: PredictionPolicy = PredictionPolicy()
+    severity: SeverityPolicy = SeverityPolicy()
+
+
+class DriftPolicyError(ValueError):
+    """A drift policy file that cannot be used, with the file and the offending field in the message."""
+
+
+def load_drift_policy(path: str | Path) -> DriftPolicy:
+    """Read and validate a drift policy YAML; every problem is reported as `file: field: reason`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise DriftPolicyError(f"{path}: cannot read drift policy: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise DriftPolicyError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DriftPolicyError(f"{path}: a drift policy must be a mapping, got {type(raw).__name__}")
+    try:
+        return DriftPolicy.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise DriftPolicyError(f"{path}: invalid drift policy: {problems}") from None
