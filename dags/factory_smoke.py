@@ -1,4 +1,4 @@
-"""Stack smoke test: write to S3, log an MLflow run with an artifact in S3, load a model into Triton, check a prediction.
+"""Stack smoke test: S3 write, an MLflow run with its artifact in S3, a model loaded into Triton, a checked prediction.
 
 Trigger it from the UI (or `factory demo`) after `factory stack up`: if it is green, every service the factory
 needs is reachable through its Airflow Connection.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import dag, task
 
 DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=5)}
@@ -39,7 +38,6 @@ def factory_smoke():
     @task
     def log_mlflow_run(s3_uri: str, run_id: str | None = None) -> str:
         import mlflow
-
         from factory_providers.mlflow.hooks import MlflowHook
 
         with MlflowHook().tracking() as client:
@@ -58,6 +56,7 @@ def factory_smoke():
         from factory_providers.s3.hooks import FactoryS3Hook
         from factory_providers.triton.hooks import TritonHook
         from factory_providers.triton.repository import publish_model_files
+
         from serving.triton.smoke import SMOKE_MODEL_NAME, smoke_model_files
 
         triton = TritonHook()
@@ -69,6 +68,7 @@ def factory_smoke():
     @task
     def check_prediction(model_name: str) -> list[float]:
         from factory_providers.triton.hooks import TritonHook
+
         from serving.triton.smoke import SMOKE_INPUT, check_prediction
 
         y = TritonHook().infer(model_name, {"x": SMOKE_INPUT}, ["y"])["y"]

@@ -70,7 +70,11 @@ class AirflowClient:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
 
     def wait_for_run(
-        self, dag_id: str, run_id: str, timeout: float = 600.0, on_progress: Callable[[str], None] | None = None
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 600.0,
+        on_progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last_line = ""

@@ -7,6 +7,7 @@ escaped it, waits, escalates to SIGKILL, and only then reports the service stopp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -106,15 +107,11 @@ def _family(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def _signal_all(group_leader: int, procs: Sequence[psutil.Process], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group_leader, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
     for proc in procs:  # descendants that started their own session are not in the group
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

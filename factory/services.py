@@ -74,6 +74,8 @@ def airflow_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # LocalExecutor forks up to `parallelism` workers: size it to the machine, not the default 32.
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
         "AIRFLOW__CORE__FERNET_KEY": creds.airflow_fernet_key,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{creds.airflow_admin_user}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
@@ -179,7 +181,13 @@ def triton(settings: StackSettings, creds: Credentials) -> Service:
     ]  # fmt: skip
     ports = {"triton_http": p.triton_http, "triton_grpc": p.triton_grpc, "triton_metrics": p.triton_metrics}
     return Service(
-        "triton", argv, env, ports, f"{settings.triton_http_url}/v2/health/ready", depends_on=("s3",), stop_timeout=10
+        "triton",
+        argv,
+        env,
+        ports,
+        f"{settings.triton_http_url}/v2/health/ready",
+        depends_on=("s3",),
+        stop_timeout=10,
     )
 
 
@@ -191,7 +199,16 @@ def airflow_services(settings: StackSettings, creds: Credentials) -> list[Servic
     airflow = str(ORCHESTRATION_BIN / "airflow")
     api = Service(
         "airflow-api-server",
-        [airflow, "api-server", "--host", settings.host, "--port", str(settings.ports.airflow), "--workers", "1"],
+        [
+            airflow,
+            "api-server",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.ports.airflow),
+            "--workers",
+            "1",
+        ],
         env,
         {"airflow": settings.ports.airflow},
         f"{settings.airflow_url}/api/v2/monitor/health",
@@ -201,9 +218,15 @@ def airflow_services(settings: StackSettings, creds: Credentials) -> list[Servic
     # The scheduler's health is read from the API server's monitor endpoint (see stack.py): it has no port here.
     components = [
         Service(
-            f"airflow-{component}", [airflow, component], env, {}, "", depends_on=("airflow-api-server",),
-            startup_timeout=120, stop_timeout=20,
-        )  # fmt: skip
+            f"airflow-{component}",
+            [airflow, component],
+            env,
+            {},
+            "",
+            depends_on=("airflow-api-server",),
+            startup_timeout=120,
+            stop_timeout=20,
+        )
         for component in AIRFLOW_COMPONENTS
     ]
     return [api, *components]
@@ -211,4 +234,9 @@ def airflow_services(settings: StackSettings, creds: Credentials) -> list[Servic
 
 def all_services(settings: StackSettings, creds: Credentials) -> list[Service]:
     """Every service in start order (dependencies first)."""
-    return [seaweedfs(settings), mlflow(settings, creds), triton(settings, creds), *airflow_services(settings, creds)]
+    return [
+        seaweedfs(settings),
+        mlflow(settings, creds),
+        triton(settings, creds),
+        *airflow_services(settings, creds),
+    ]

@@ -93,6 +93,7 @@ class StackSettings:
     triton_prefix: str = "repository"
     region: str = "us-east-1"
     triton_venv: Path = PROJECT_ROOT / ".venv-triton"
+    airflow_parallelism: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
@@ -111,6 +112,9 @@ class StackSettings:
             postgres_dsn=merged.get("FACTORY_POSTGRES_DSN") or cls.postgres_dsn,
             database_prefix=prefix,
             triton_venv=_project_path(merged.get("FACTORY_TRITON_VENV") or ".venv-triton"),
+            airflow_parallelism=_parse_positive(
+                "FACTORY_AIRFLOW_PARALLELISM", merged.get("FACTORY_AIRFLOW_PARALLELISM") or "4"
+            ),
         )
 
     # Layout of the state directory: everything the stack writes lives under `home`.
@@ -163,6 +167,12 @@ class StackSettings:
             return f"sqlite:///{path}"
         server = self.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
         return f"{server}/{self.database_prefix}_{component}"
+
+
+def _parse_positive(variable: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{variable}={raw!r} must be a positive integer")
+    return int(raw)
 
 
 def _project_path(value: str) -> Path:

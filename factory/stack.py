@@ -124,7 +124,11 @@ class Stack:
         self._report(f"{service.name}: starting")
         started = time.monotonic()
         processes.start_detached(
-            service.argv, env=service.env, log_file=self.log_path(service.name), pid_file=pid_file, cwd=PROJECT_ROOT
+            service.argv,
+            env=service.env,
+            log_file=self.log_path(service.name),
+            pid_file=pid_file,
+            cwd=PROJECT_ROOT,
         )
         self._wait_healthy(service)
         self._after_start(service)
@@ -192,7 +196,9 @@ class Stack:
         try:
             conn = psycopg2.connect(self.settings.postgres_dsn, connect_timeout=5)
         except psycopg2.OperationalError as error:
-            raise StackError(f"production profile: cannot reach PostgreSQL at {self.settings.postgres_dsn}: {error}")
+            raise StackError(
+                f"production profile: cannot reach PostgreSQL at {self.settings.postgres_dsn}: {error}"
+            ) from None
         conn.autocommit = True
         with conn, conn.cursor() as cursor:
             for component in ("airflow", "mlflow"):

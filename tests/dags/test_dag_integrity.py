@@ -23,11 +23,10 @@ HEAVY_MODULES = {
 
 @pytest.fixture(scope="module")
 def dagbag():
+    from airflow import settings
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import BaseHook
     from sqlalchemy import event
-
-    from airflow import settings
 
     queries: list[str] = []
 

@@ -83,7 +83,7 @@ def test_credentials_generated_once_private_and_overridable(tmp_path):
 
 def test_corrupt_credentials_file_is_named(tmp_path):
     (tmp_path / "credentials.json").write_text("{not json")
-    with pytest.raises(ValueError, match="credentials.json is not a valid credentials file"):
+    with pytest.raises(ValueError, match=r"credentials\.json is not a valid credentials file"):
         load_or_create(tmp_path, {})
 
 
