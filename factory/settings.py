@@ -169,6 +169,15 @@ class StackSettings:
         return f"{server}/{self.database_prefix}_{component}"
 
 
+def isolated_settings(home: Path, **extra: str) -> StackSettings:
+    """Settings for a throwaway stack (tests, benchmarks): its own state dir and a free port for every service."""
+    from factory.processes import free_ports
+
+    names = [field.name for field in fields(Ports)]
+    env = {f"FACTORY_PORT_{name.upper()}": str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
+    return StackSettings.from_env({"FACTORY_HOME": str(home), **env, **extra})
+
+
 def _parse_positive(variable: str, raw: str) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise SettingsError(f"{variable}={raw!r} must be a positive integer")

@@ -8,21 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
-from factory.processes import free_ports
-from factory.settings import Ports, StackSettings
+from factory.settings import isolated_settings
 from factory.stack import Stack
-
-
-def isolated_settings(home: Path, **extra: str) -> StackSettings:
-    """Settings for a throwaway stack: its own state dir and a free port for every service."""
-    names = [field.name for field in fields(Ports)]
-    env = {f"FACTORY_PORT_{name.upper()}": str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
-    return StackSettings.from_env({"FACTORY_HOME": str(home), **env, **extra})
 
 
 @pytest.fixture(scope="session")

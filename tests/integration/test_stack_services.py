@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 
 from factory.processes import PortInUseError, port_is_free
 from factory.services import Service
+from factory.settings import isolated_settings
 from factory.stack import Stack, StackError, s3_client
-from tests.integration.conftest import isolated_settings
 
 pytestmark = pytest.mark.services
 

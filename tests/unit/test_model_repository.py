@@ -47,9 +47,7 @@ from serving.model_repository.python_backend.factory_onnx_batching import (
     to_onnx_feed,
 )
 
-SPEC = FeatureSpec(
-    numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"]
-)
+SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"])
 SIGNATURE = signature_for(SPEC)
 MODEL = "flights_delay"
 
@@ -72,9 +70,7 @@ def onnx_model(flights: pd.DataFrame) -> bytes:
     """A real HGB trained on January flights and exported with the factory's converter."""
     labels = (flights["arr_delay"] > 15).to_numpy()
     config = merge_overrides(default_training_config("hgb"), {"max_iter": 30})
-    model = HGBTrainer(config, SPEC).fit(
-        flights.iloc[:2_000], labels[:2_000], flights.iloc[2_000:], labels[2_000:]
-    )
+    model = HGBTrainer(config, SPEC).fit(flights.iloc[:2_000], labels[:2_000], flights.iloc[2_000:], labels[2_000:])
     return model.to_onnx()
 
 
@@ -92,9 +88,7 @@ def parse_config(text: str | bytes) -> mc.ModelConfig:
 
 
 def test_cpu_local_config_serves_the_signature_with_dynamic_batching_and_live_versions() -> None:
-    config = RepositoryConfig(
-        max_batch_size=128, preferred_batch_sizes=(8, 32), max_queue_delay_microseconds=700
-    )
+    config = RepositoryConfig(max_batch_size=128, preferred_batch_sizes=(8, 32), max_queue_delay_microseconds=700)
     parsed = parse_config(model_config_pbtxt(MODEL, SIGNATURE, [3, 2, 3], "cpu-local", config))
 
     assert (parsed.name, parsed.backend, parsed.platform) == (MODEL, "python", "")
@@ -151,6 +145,14 @@ def test_batching_and_warmup_can_be_switched_off() -> None:
     assert parsed.max_batch_size == 256
 
 
+def test_batching_without_delay_or_preferred_sizes_stays_on() -> None:
+    config = RepositoryConfig(max_queue_delay_microseconds=0)
+    parsed = parse_config(model_config_pbtxt(MODEL, SIGNATURE, [1], "cpu-local", config))
+
+    assert parsed.HasField("dynamic_batching")
+    assert "dynamic_batching {\n}" in model_config_pbtxt(MODEL, SIGNATURE, [1], "cpu-local", config)
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -162,9 +164,7 @@ def test_batching_and_warmup_can_be_switched_off() -> None:
     ],
 )
 def test_repository_config_errors_name_the_source_and_field(fields: dict[str, object], message: str) -> None:
-    with pytest.raises(
-        RepositoryConfigError, match=rf"^configs/rollout\.yaml: invalid repository config: .*{message}"
-    ):
+    with pytest.raises(RepositoryConfigError, match=rf"^configs/rollout\.yaml: invalid repository config: .*{message}"):
         repository_config_from(fields, "configs/rollout.yaml")
 
 
@@ -189,9 +189,7 @@ def test_config_refuses_bad_names_and_versions(model: str, versions: list[int], 
 # --- build_model_repository ----------------------------------------------------------------------------
 
 
-def test_cpu_local_build_lays_out_the_registry_version_folder(
-    onnx_model: bytes, built: dict[str, bytes]
-) -> None:
+def test_cpu_local_build_lays_out_the_registry_version_folder(onnx_model: bytes, built: dict[str, bytes]) -> None:
     assert sorted(built) == [
         f"{MODEL}/3/factory_onnx_batching.py",
         f"{MODEL}/3/manifest.json",
@@ -212,8 +210,7 @@ def test_manifest_records_hashes_signature_and_profile(onnx_model: bytes, built:
     assert (manifest.model, manifest.version, manifest.profile) == (MODEL, 3, "cpu-local")
     assert manifest.signature == SIGNATURE
     assert manifest.files == {
-        name: sha256_hex(built[f"{MODEL}/3/{name}"])
-        for name in ("model.onnx", "model.py", "factory_onnx_batching.py")
+        name: sha256_hex(built[f"{MODEL}/3/{name}"]) for name in ("model.onnx", "model.py", "factory_onnx_batching.py")
     }
     assert manifest.files["model.onnx"] == sha256_hex(onnx_model)
 
@@ -337,15 +334,11 @@ def test_an_interrupted_upload_is_completed(built: dict[str, bytes]) -> None:
     assert f"{MODEL}/3/manifest.json" in plan.writes
 
 
-def test_existing_version_folder_with_other_content_is_refused(
-    onnx_model: bytes, built: dict[str, bytes]
-) -> None:
+def test_existing_version_folder_with_other_content_is_refused(onnx_model: bytes, built: dict[str, bytes]) -> None:
     graph = onnx.load_from_string(onnx_model)
     graph.doc_string = "retrained"
     retrained = build_model_repository(graph.SerializeToString(), SIGNATURE, MODEL, 3, live_versions=[2, 3])
-    with pytest.raises(
-        VersionFolderConflict, match=r"^flights_delay/3/model\.onnx: already exists with different"
-    ):
+    with pytest.raises(VersionFolderConflict, match=r"^flights_delay/3/model\.onnx: already exists with different"):
         plan_upload(dict(built), retrained)
 
 
@@ -353,9 +346,7 @@ def test_existing_version_folder_with_a_file_the_build_lacks_is_refused(
     onnx_model: bytes, built: dict[str, bytes]
 ) -> None:
     gpu_build = build_model_repository(onnx_model, SIGNATURE, MODEL, 3, live_versions=[2, 3], profile="gpu")
-    with pytest.raises(
-        VersionFolderConflict, match=r"flights_delay/3/.*\.py: exists in the repository but not in"
-    ):
+    with pytest.raises(VersionFolderConflict, match=r"flights_delay/3/.*\.py: exists in the repository but not in"):
         plan_upload(dict(built), gpu_build)
 
 

@@ -1,0 +1,33 @@
+"""Triton python-backend entry point of a cpu-local model: adapts Triton requests to `factory_onnx_batching`.
+
+Kept tiny on purpose; the batching logic (concatenate every request, run onnxruntime once, split) is in the
+unit-tested sibling module, which Triton's stub can import because it puts this folder on sys.path.
+"""
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+from factory_onnx_batching import OnnxBatchRunner, tensors_from_model_config
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        onnx_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.runner = OnnxBatchRunner(
+            onnx_path, tensors_from_model_config(config, "input"), tensors_from_model_config(config, "output")
+        )
+
+    def execute(self, requests):
+        batch = []
+        for request in requests:
+            tensors = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.runner.input_names}
+            batch.append({name: None if t is None else t.as_numpy() for name, t in tensors.items()})
+        responses = []
+        for result in self.runner.run(batch):
+            if isinstance(result, str):
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(result)))
+            else:
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in result.items()]))
+        return responses
