@@ -199,15 +199,17 @@ class Stack:
             raise StackError(
                 f"production profile: cannot reach PostgreSQL at {self.settings.postgres_dsn}: {error}"
             ) from None
-        conn.autocommit = True
-        with conn, conn.cursor() as cursor:
-            for component in ("airflow", "mlflow"):
-                name = f"{self.settings.database_prefix}_{component}"
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cursor.fetchone() is None:
-                    cursor.execute(f'CREATE DATABASE "{name}"')  # name is validated in StackSettings
-                    self._report(f"postgres: created database {name}")
-        conn.close()
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction (so no `with conn:` either)
+        try:
+            with conn.cursor() as cursor:
+                for component in ("airflow", "mlflow"):
+                    name = f"{self.settings.database_prefix}_{component}"
+                    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                    if cursor.fetchone() is None:
+                        cursor.execute(f'CREATE DATABASE "{name}"')  # name is validated in StackSettings
+                        self._report(f"postgres: created database {name}")
+        finally:
+            conn.close()
 
     def _ensure_buckets(self) -> None:
         client = s3_client(self.settings, self.credentials)
