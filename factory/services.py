@@ -22,6 +22,7 @@ ORCHESTRATION_BIN = Path(sys.executable).parent
 S3_CONN_ID = "factory_s3"
 MLFLOW_CONN_ID = "factory_mlflow"
 TRITON_CONN_ID = "factory_triton"
+SOURCE_CONN_ID = "factory_source"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,18 @@ def connection_env(settings: StackSettings, creds: Credentials) -> dict[str, str
             "repository_prefix": settings.triton_prefix,
         },
     }
+    if settings.profile == "production":
+        server = settings.postgres_dsn.removeprefix("postgresql://").rsplit("/", 1)[0]
+        login, _, hostport = server.rpartition("@")
+        host, _, port = hostport.partition(":")
+        source = {
+            "conn_type": "postgres", "host": host, "port": int(port or 5432), "login": login.split(":")[0] or None,
+            "schema": f"{settings.database_prefix}_source",
+        }  # fmt: skip
+    else:
+        source = {"conn_type": "sqlite", "host": str(settings.source_database)}
     return {
+        f"AIRFLOW_CONN_{SOURCE_CONN_ID.upper()}": json.dumps(source),
         f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(s3),
         f"AIRFLOW_CONN_{MLFLOW_CONN_ID.upper()}": json.dumps(mlflow),
         f"AIRFLOW_CONN_{TRITON_CONN_ID.upper()}": json.dumps(triton),

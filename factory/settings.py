@@ -138,6 +138,11 @@ class StackSettings:
     def mlflow_dir(self) -> Path:
         return self.home / "mlflow"
 
+    @property
+    def source_database(self) -> Path:
+        """The embedded profile's "operational" source database (SQLite) that extraction reads from."""
+        return self.home / "source" / "operational.db"
+
     # Endpoints.
     @property
     def s3_endpoint(self) -> str:

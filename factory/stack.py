@@ -101,7 +101,14 @@ class Stack:
 
     def _prepare_dirs(self) -> None:
         s = self.settings
-        for directory in (s.logs_dir, s.run_dir, s.airflow_home, s.s3_data_dir / "volumes", s.mlflow_dir):
+        for directory in (
+            s.logs_dir,
+            s.run_dir,
+            s.airflow_home,
+            s.s3_data_dir / "volumes",
+            s.mlflow_dir,
+            s.source_database.parent,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         write_private_json(s.s3_data_dir / "identities.json", s3_identities(self.credentials))
         write_private_json(
@@ -202,7 +209,7 @@ class Stack:
         conn.autocommit = True  # CREATE DATABASE cannot run in a transaction (so no `with conn:` either)
         try:
             with conn.cursor() as cursor:
-                for component in ("airflow", "mlflow"):
+                for component in ("airflow", "mlflow", "source"):
                     name = f"{self.settings.database_prefix}_{component}"
                     cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                     if cursor.fetchone() is None:

@@ -27,7 +27,7 @@ def production_stack(tmp_path):
         conn = psycopg2.connect(stack.settings.postgres_dsn)
         conn.autocommit = True
         with conn.cursor() as cursor:
-            for component in ("airflow", "mlflow"):
+            for component in ("airflow", "mlflow", "source"):
                 cursor.execute(f'DROP DATABASE IF EXISTS "{prefix}_{component}" WITH (FORCE)')
         conn.close()
 
