@@ -64,19 +64,14 @@ def main() -> None:
     )
     print(f"reference profile (once per champion): {profile_seconds * 1e3:.0f} ms")
 
-    fast_seconds, fast_report = median_seconds(
-        lambda: detect_drift(profile, window_100k, policy), args.fast_runs
-    )
+    fast_seconds, fast_report = median_seconds(lambda: detect_drift(profile, window_100k, policy), args.fast_runs)
     import evidently  # noqa: F401  (import time is not the report's time)
 
     evidently_seconds, evidently_json = median_seconds(
         lambda: run_evidently_drift(reference, window_100k, FLIGHT_DRIFT_FEATURES), args.evidently_runs
     )
     print(f"100k window: fast path median {fast_seconds * 1e3:.1f} ms ({args.fast_runs} runs)")
-    print(
-        f"100k window: Evidently DataDriftPreset median {evidently_seconds:.2f} s "
-        f"({args.evidently_runs} runs)"
-    )
+    print(f"100k window: Evidently DataDriftPreset median {evidently_seconds:.2f} s ({args.evidently_runs} runs)")
     print(f"speed ratio: {evidently_seconds / fast_seconds:.0f}x (target >= 50x)")
 
     evidently_verdicts = evidently_feature_verdicts(evidently_json)
@@ -103,9 +98,7 @@ def main() -> None:
     tracemalloc.stop()
     window_bytes = window_1m.memory_usage(deep=True).sum()
     max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        f"1M window: fast path median {big_seconds * 1e3:.0f} ms ({args.fast_runs} runs; target <= 1000 ms)"
-    )
+    print(f"1M window: fast path median {big_seconds * 1e3:.0f} ms ({args.fast_runs} runs; target <= 1000 ms)")
     print(
         f"1M window: peak memory allocated by the check {peak_bytes / 2**20:.0f} MiB "
         f"(the window itself: {window_bytes / 2**20:.0f} MiB); process max RSS {max_rss_kib / 2**10:.0f} MiB"

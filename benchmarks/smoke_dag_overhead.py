@@ -85,8 +85,10 @@ def main() -> None:
         print(f"{task_id:<20} {gap:7.2f} {duration:9.2f} {work[task_id]:7.2f} {overhead:9.2f}")
     critical_work = max(work["write_s3_object"] + work["log_mlflow_run"],
                         work["load_smoke_model"] + work["check_prediction"])  # fmt: skip
-    print(f"Airflow overhead per task: median {statistics.median(overheads):.2f} s; "
-          f"run wall / critical-path work: {statistics.median(walls) / critical_work:.1f}x")
+    print(
+        f"Airflow overhead per task: median {statistics.median(overheads):.2f} s; "
+        f"run wall / critical-path work: {statistics.median(walls) / critical_work:.1f}x"
+    )
 
 
 def _ts(value: str):

@@ -79,9 +79,7 @@ def main() -> None:
         lambda: evaluate_with_gx(frame, checks, suite_name=spec.name, result_format="BOOLEAN_ONLY"),
         args.repeats,
     )
-    print(
-        f"GX BOOLEAN_ONLY:          median {lean_median:7.3f} s ({gx_median / lean_median:.1f}x, GX's best)"
-    )
+    print(f"GX BOOLEAN_ONLY:          median {lean_median:7.3f} s ({gx_median / lean_median:.1f}x, GX's best)")
     fast_median, fast_report = median_seconds(validation(frame, "fast"), args.repeats)
     print(f"fast vectorized path:     median {fast_median:7.3f} s over {args.repeats} runs")
     print(f"ratio GX default / fast:  {gx_median / fast_median:7.1f}x")

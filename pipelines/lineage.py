@@ -121,9 +121,7 @@ def code_lineage(repo_dir: Path) -> CodeLineage:
     except subprocess.TimeoutExpired:
         return CodeLineage(commit=None, branch=None, dirty=None, problem="git did not answer in time")
     if inside.returncode != 0 or inside.stdout.strip() != "true":
-        return CodeLineage(
-            commit=None, branch=None, dirty=None, problem=f"{repo_dir} is not inside a git work tree"
-        )
+        return CodeLineage(commit=None, branch=None, dirty=None, problem=f"{repo_dir} is not inside a git work tree")
     head = _git(repo_dir, "rev-parse", "--verify", "-q", "HEAD")
     branch = _git(repo_dir, "symbolic-ref", "--short", "-q", "HEAD")
     status = _git(repo_dir, "status", "--porcelain")

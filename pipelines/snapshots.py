@@ -58,9 +58,7 @@ class SnapshotManifest(BaseModel):
     @model_validator(mode="after")
     def _check_interval(self) -> SnapshotManifest:
         if self.interval_start >= self.interval_end:
-            raise ValueError(
-                f"interval_start {self.interval_start} is not before interval_end {self.interval_end}"
-            )
+            raise ValueError(f"interval_start {self.interval_start} is not before interval_end {self.interval_end}")
         return self
 
 

@@ -67,9 +67,7 @@ class SourceSpec(_Strict):
         if not self.s3_uri_pattern.startswith("s3://"):
             raise ValueError(f"s3_uri_pattern must start with 's3://': {self.s3_uri_pattern!r}")
         try:
-            fields = {
-                name for _, name, _, _ in string.Formatter().parse(self.s3_uri_pattern) if name is not None
-            }
+            fields = {name for _, name, _, _ in string.Formatter().parse(self.s3_uri_pattern) if name is not None}
         except ValueError as exc:
             raise ValueError(f"s3_uri_pattern is not a valid format string: {exc}") from exc
         unknown = sorted(fields - _URI_PLACEHOLDERS)
@@ -204,15 +202,11 @@ class DatasetSpec(_Strict):
             return sorted(set(names) - allowed)
 
         if types.get(self.time_column) != "timestamp":
-            problems.append(
-                f"source.time_column: {self.time_column!r} must be a raw column of type timestamp"
-            )
+            problems.append(f"source.time_column: {self.time_column!r} must be a raw column of type timestamp")
         if missing := unknown(self.source.key_columns, set(types)):
             problems.append(f"source.key_columns: {missing} are not raw columns")
         if types.get(self.target.source_column) not in NUMERIC_TYPES:
-            problems.append(
-                f"target.source_column: {self.target.source_column!r} must be a numeric raw column"
-            )
+            problems.append(f"target.source_column: {self.target.source_column!r} must be a numeric raw column")
         if self.target.name in types:
             problems.append(f"target.name: {self.target.name!r} is derived, it must not be a raw column")
         leaking = {self.target.source_column, self.time_column} & set(self.features.columns)

@@ -40,9 +40,7 @@ def apply_target(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, 
     """Return the labelled rows (label as int8 0/1, fresh index) and what was done."""
     target = spec.target
     if target.source_column not in frame.columns:
-        raise KeyError(
-            f"target source column {target.source_column!r} is missing; frame has {sorted(frame.columns)}"
-        )
+        raise KeyError(f"target source column {target.source_column!r} is missing; frame has {sorted(frame.columns)}")
     source = frame[target.source_column]
     if not pd.api.types.is_numeric_dtype(source) or pd.api.types.is_bool_dtype(source):
         raise TypeError(f"target source column {target.source_column!r} must be numeric, got {source.dtype}")

@@ -193,9 +193,7 @@ def compute_metrics(
         except UndefinedMetricError as reason:
             values[name] = None
             undefined[name] = str(reason)
-    return MetricSet(
-        n=int(y.size), positives=int(y.sum()), threshold=threshold, undefined=undefined, **values
-    )
+    return MetricSet(n=int(y.size), positives=int(y.sum()), threshold=threshold, undefined=undefined, **values)
 
 
 def metrics_by_slice(

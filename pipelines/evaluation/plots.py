@@ -86,9 +86,7 @@ def _draw_calibration(figure: Figure, y: np.ndarray, p: np.ndarray, threshold: f
     filled = [b for b in reliability_curve(y, p, n_bins) if b.count]
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    axes.plot(
-        [b.mean_predicted for b in filled], [b.fraction_positive for b in filled], marker="o", label="model"
-    )
+    axes.plot([b.mean_predicted for b in filled], [b.fraction_positive for b in filled], marker="o", label="model")
     axes.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration")
     axes.legend(loc="upper left")
 

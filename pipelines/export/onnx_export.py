@@ -100,9 +100,7 @@ def _positive_class_head(body: onnx.ModelProto) -> onnx.ModelProto:
         initializer=slice_bounds,
     )
     default_opset = next(entry.version for entry in body.opset_import if entry.domain == "")
-    return helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", default_opset)], ir_version=body.ir_version
-    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", default_opset)], ir_version=body.ir_version)
 
 
 def _append(body: onnx.ModelProto, body_output: str, head: onnx.ModelProto) -> onnx.ModelProto:

@@ -52,9 +52,7 @@ class ExportableModel(Protocol):
     def to_onnx(self) -> bytes: ...
 
 
-def check_parity(
-    native_proba: np.ndarray, onnx_proba: np.ndarray, tolerance: float = PARITY_TOLERANCE
-) -> ParityReport:
+def check_parity(native_proba: np.ndarray, onnx_proba: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> ParityReport:
     """Compare probabilities row by row: the report, or ParityError if any row is off (or NaN)."""
     native = np.asarray(native_proba, dtype=np.float64).ravel()
     exported = np.asarray(onnx_proba, dtype=np.float64).ravel()

@@ -97,9 +97,7 @@ def _tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:
     dtype = _ONNX_TO_TRITON.get(tensor_type.elem_type)
     if dtype is None:
         name = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
-        raise SignatureError(
-            f"tensor {value.name!r} has ONNX type {name}; the contract allows FLOAT and STRING"
-        )
+        raise SignatureError(f"tensor {value.name!r} has ONNX type {name}; the contract allows FLOAT and STRING")
     dims = list(tensor_type.shape.dim)
     if not dims or dims[0].HasField("dim_value"):
         raise SignatureError(f"tensor {value.name!r} has no dynamic batch dimension")

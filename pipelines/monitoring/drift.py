@@ -108,17 +108,13 @@ def find_schema_changes(profile: ReferenceProfile, window: pd.DataFrame) -> list
     for reference in _monitored_columns(profile):
         if reference.name not in window.columns:
             findings.append(
-                SchemaFinding(
-                    column=reference.name, kind="missing_column", expected=reference.dtype_family, found=None
-                )
+                SchemaFinding(column=reference.name, kind="missing_column", expected=reference.dtype_family, found=None)
             )
             continue
         found = dtype_family(window[reference.name].dtype)
         if found != reference.dtype_family:
             findings.append(
-                SchemaFinding(
-                    column=reference.name, kind="dtype_change", expected=reference.dtype_family, found=found
-                )
+                SchemaFinding(column=reference.name, kind="dtype_change", expected=reference.dtype_family, found=found)
             )
     findings.extend(
         SchemaFinding(column=str(name), kind="new_column", expected=None, found=dtype_family(dtype))
@@ -241,9 +237,7 @@ def _distinct_in_union(reference_values: np.ndarray, current: np.ndarray) -> int
     return int(np.union1d(reference_values, SortedCounts.from_sorted(current).values).size)
 
 
-def _numeric_statistic(
-    test: StatTestName, reference: NumericProfile, current: np.ndarray, psi: float
-) -> float:
+def _numeric_statistic(test: StatTestName, reference: NumericProfile, current: np.ndarray, psi: float) -> float:
     match test:
         case "wasserstein_normed":
             return wasserstein_distance(reference.sample, current) / max(reference.std, MIN_WASSERSTEIN_NORM)
@@ -284,9 +278,7 @@ def _psi_level(psi: float, policy: DriftPolicy) -> Severity:
     return Severity.WARN if psi >= policy.psi.warn else Severity.OK
 
 
-def _null_fields(
-    reference: ColumnProfile, null_count: int, rows: int, policy: DriftPolicy
-) -> dict[str, object]:
+def _null_fields(reference: ColumnProfile, null_count: int, rows: int, policy: DriftPolicy) -> dict[str, object]:
     current_share = null_count / rows
     return {
         "reference_null_share": reference.null_share,
@@ -333,8 +325,7 @@ def _findings(
                     kind="feature_drift",
                     severity=severity.feature_drift,
                     column=feature.name,
-                    message=f"{feature.name}: {feature.test} {feature.statistic:.4g} "
-                    f"(threshold {feature.threshold:g})",
+                    message=f"{feature.name}: {feature.test} {feature.statistic:.4g} (threshold {feature.threshold:g})",
                 )
             )
         if feature.psi is not None and feature.psi_level != Severity.OK:
@@ -372,16 +363,13 @@ def _findings(
                 kind="prediction_drift",
                 severity=severity.prediction_drift,
                 column=prediction.name,
-                message=f"{prediction.name}: score PSI {prediction.statistic:.3f} "
-                f"(threshold {prediction.threshold:g})",
+                message=f"{prediction.name}: score PSI {prediction.statistic:.3f} (threshold {prediction.threshold:g})",
             )
         )
     return findings
 
 
-def _summary(
-    verdict: Severity, features: list[FeatureDrift], drifted: list[str], findings: list[Finding]
-) -> str:
+def _summary(verdict: Severity, features: list[FeatureDrift], drifted: list[str], findings: list[Finding]) -> str:
     loud = sorted({finding.kind for finding in findings if finding.severity != Severity.OK})
     described = f"{len(drifted)} of {len(features)} features drifted"
     if drifted:

@@ -62,9 +62,7 @@ def evidently_report(
     return html_path, json.loads(snapshot.json())
 
 
-def run_evidently_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, column_types: ColumnTypes
-) -> dict[str, Any]:
+def run_evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, column_types: ColumnTypes) -> dict[str, Any]:
     """DataDriftPreset's JSON on the frames as given (no sampling): the yardstick for the fast path."""
     return json.loads(_run_data_drift(reference, current, column_types).json())
 
@@ -84,9 +82,7 @@ def evidently_feature_verdicts(report: dict[str, Any]) -> dict[str, EvidentlyVer
             continue
         method = params["method"]
         if method not in EVIDENTLY_TEST_NAMES:
-            raise ValueError(
-                f"Evidently used test {method!r} for column {params['column']!r}: no fast-path twin"
-            )
+            raise ValueError(f"Evidently used test {method!r} for column {params['column']!r}: no fast-path twin")
         verdicts[params["column"]] = EvidentlyVerdict(
             column=params["column"],
             test=EVIDENTLY_TEST_NAMES[method],
@@ -112,8 +108,7 @@ def comparable_columns(reference: pd.DataFrame, current: pd.DataFrame, spec: Fea
         columns = (reference[name], current[name])
         if numeric:
             return all(
-                pd.api.types.is_numeric_dtype(column)
-                and np.isfinite(column.to_numpy(float, na_value=np.nan)).any()
+                pd.api.types.is_numeric_dtype(column) and np.isfinite(column.to_numpy(float, na_value=np.nan)).any()
                 for column in columns
             )
         return all(column.notna().any() for column in columns)

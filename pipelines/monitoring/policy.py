@@ -129,7 +129,6 @@ def load_drift_policy(path: str | Path) -> DriftPolicy:
         return DriftPolicy.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
-            for error in exc.errors()
+            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}" for error in exc.errors()
         )
         raise DriftPolicyError(f"{path}: invalid drift policy: {problems}") from None

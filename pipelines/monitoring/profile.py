@@ -175,9 +175,7 @@ def build_reference_profile(
         name: _profile_numeric(reference[name], policy.psi.bins) for name in spec.numeric
     }
     features |= {name: _profile_categorical(reference[name]) for name in spec.categorical}
-    prediction = (
-        _profile_numeric(reference[prediction_column], policy.psi.bins) if prediction_column else None
-    )
+    prediction = _profile_numeric(reference[prediction_column], policy.psi.bins) if prediction_column else None
     return ReferenceProfile(
         spec=spec,
         rows=len(reference),
@@ -199,15 +197,11 @@ def psi_edges(sample: SortedCounts, bins: int) -> np.ndarray:
 def _profile_numeric(column: pd.Series, bins: int) -> NumericProfile:
     family = dtype_family(column.dtype)
     if family not in NUMERIC_FAMILIES:
-        raise ValueError(
-            f"column {column.name!r} is declared numeric but its reference dtype is {column.dtype}"
-        )
+        raise ValueError(f"column {column.name!r} is declared numeric but its reference dtype is {column.dtype}")
     finite, null_count = sorted_finite(column)
     sample = SortedCounts.from_sorted(finite)
     if sample.total == 0:
-        raise ValueError(
-            f"column {column.name!r} has no finite values in the reference: it cannot be profiled"
-        )
+        raise ValueError(f"column {column.name!r} has no finite values in the reference: it cannot be profiled")
     values = sample.values
     mean = np.dot(values, sample.counts) / sample.total
     # Population std (ddof=0) over the finite values, as Evidently norms the Wasserstein distance.
@@ -228,9 +222,7 @@ def _profile_numeric(column: pd.Series, bins: int) -> NumericProfile:
 def _profile_categorical(column: pd.Series) -> CategoricalProfile:
     family = dtype_family(column.dtype)
     if family not in CATEGORICAL_FAMILIES:
-        raise ValueError(
-            f"column {column.name!r} is declared categorical but its reference dtype is {column.dtype}"
-        )
+        raise ValueError(f"column {column.name!r} is declared categorical but its reference dtype is {column.dtype}")
     sample, null_count = summarize_categorical(column)
     if sample.total == 0:
         raise ValueError(f"column {column.name!r} has only nulls in the reference: it cannot be profiled")

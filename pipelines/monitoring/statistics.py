@@ -43,9 +43,7 @@ def wasserstein_distance(reference: SortedCounts, current: np.ndarray) -> float:
     slot_value = current[slot]
     rest_of_slot = (slot + 1) / n - cumulative[inside] / m
     values = reference.values
-    correction = rest_of_slot * (
-        np.abs(values[inside + 1] - slot_value) - np.abs(values[inside] - slot_value)
-    )
+    correction = rest_of_slot * (np.abs(values[inside + 1] - slot_value) - np.abs(values[inside] - slot_value))
     return float(baseline + correction.sum())
 
 
@@ -107,8 +105,5 @@ def population_stability_index(reference_counts: np.ndarray, current_counts: np.
     reference_share = np.maximum(reference_counts / reference_counts.sum(), PSI_FLOOR)
     current_share = np.maximum(current_counts / current_counts.sum(), PSI_FLOOR)
     return float(
-        np.sum(
-            special.rel_entr(current_share, reference_share)
-            + special.rel_entr(reference_share, current_share)
-        )
+        np.sum(special.rel_entr(current_share, reference_share) + special.rel_entr(reference_share, current_share))
     )

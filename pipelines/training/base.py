@@ -68,16 +68,12 @@ class Trainer(ABC):
 
     def __init__(self, config: TrainingConfig, spec: FeatureSpec) -> None:
         if config.kind != self.kind:
-            raise ValueError(
-                f"{type(self).__name__} trains {self.kind!r} models, got a {config.kind!r} config"
-            )
+            raise ValueError(f"{type(self).__name__} trains {self.kind!r} models, got a {config.kind!r} config")
         self.config = config
         self.spec = spec
 
     @abstractmethod
-    def fit(
-        self, X_train: pd.DataFrame, y_train: ArrayLike, X_val: pd.DataFrame, y_val: ArrayLike
-    ) -> TrainedModel:
+    def fit(self, X_train: pd.DataFrame, y_train: ArrayLike, X_val: pd.DataFrame, y_val: ArrayLike) -> TrainedModel:
         """Fit on raw frames (any extra columns are ignored); the validation split drives early stopping."""
 
 

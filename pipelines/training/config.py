@@ -115,9 +115,7 @@ def load_training_config(path: str | Path) -> TrainingConfig:
 def default_training_config(kind: str) -> TrainingConfig:
     """The checked-in config for `kind` (pipelines/configs/training/<kind>.yaml)."""
     if kind not in TRAINER_KINDS:
-        raise UnknownTrainerKindError(
-            f"unknown trainer kind {kind!r}; known kinds: {', '.join(TRAINER_KINDS)}"
-        )
+        raise UnknownTrainerKindError(f"unknown trainer kind {kind!r}; known kinds: {', '.join(TRAINER_KINDS)}")
     return load_training_config(TRAINING_CONFIG_DIR / f"{kind}.yaml")
 
 

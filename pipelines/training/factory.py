@@ -11,9 +11,7 @@ from pipelines.training.config import TrainingConfig
 from pipelines.training.sklearn_models import HGBTrainer, LogRegTrainer
 from pipelines.training.torch_mlp import MLPTrainer
 
-TRAINERS: dict[str, type[Trainer]] = {
-    trainer.kind: trainer for trainer in (HGBTrainer, LogRegTrainer, MLPTrainer)
-}
+TRAINERS: dict[str, type[Trainer]] = {trainer.kind: trainer for trainer in (HGBTrainer, LogRegTrainer, MLPTrainer)}
 
 
 def make_trainer(config: TrainingConfig, spec: FeatureSpec) -> Trainer:

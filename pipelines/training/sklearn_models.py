@@ -47,9 +47,7 @@ class SklearnTrainer(Trainer):
     # Trees split on raw float32 values (parity with ONNX); linear models need standardised inputs.
     scale_numeric: ClassVar[bool]
 
-    def fit(
-        self, X_train: pd.DataFrame, y_train: ArrayLike, X_val: pd.DataFrame, y_val: ArrayLike
-    ) -> SklearnModel:
+    def fit(self, X_train: pd.DataFrame, y_train: ArrayLike, X_val: pd.DataFrame, y_val: ArrayLike) -> SklearnModel:
         train_labels, val_labels = checked_labels(X_train, y_train, X_val, y_val)
         preprocessor, train_matrix, val_matrix = fit_preprocessor(
             self.spec, X_train, X_val, scale_numeric=self.scale_numeric

@@ -90,19 +90,13 @@ class MLPTrainer(Trainer):
     kind = "mlp"
     config: MLPConfig
 
-    def fit(
-        self, X_train: pd.DataFrame, y_train: ArrayLike, X_val: pd.DataFrame, y_val: ArrayLike
-    ) -> TorchMLPModel:
+    def fit(self, X_train: pd.DataFrame, y_train: ArrayLike, X_val: pd.DataFrame, y_val: ArrayLike) -> TorchMLPModel:
         train_labels, val_labels = checked_labels(X_train, y_train, X_val, y_val)
-        preprocessor, train_matrix, val_matrix = fit_preprocessor(
-            self.spec, X_train, X_val, scale_numeric=True
-        )
+        preprocessor, train_matrix, val_matrix = fit_preprocessor(self.spec, X_train, X_val, scale_numeric=True)
         device = resolve_device(self.config.device)
         with torch.random.fork_rng():
             torch.manual_seed(self.config.seed)
-            module = MLPNet(
-                train_matrix.shape[1], self.config.params.hidden_sizes, self.config.params.dropout
-            )
+            module = MLPNet(train_matrix.shape[1], self.config.params.hidden_sizes, self.config.params.dropout)
             fit_summary = _train(
                 module.to(device),
                 _tensors(train_matrix, train_labels, device),
@@ -112,9 +106,7 @@ class MLPTrainer(Trainer):
         return TorchMLPModel(preprocessor, module.cpu().eval(), self.spec, self.config, fit_summary)
 
 
-def _tensors(
-    matrix: np.ndarray, labels: np.ndarray, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(matrix: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     features = torch.from_numpy(matrix).to(device)
     targets = torch.from_numpy(labels.astype(np.float32)).unsqueeze(1).to(device)
     return features, targets
@@ -128,9 +120,7 @@ def _train(
 ) -> dict[str, float]:
     """Mini-batch AdamW; keep the weights of the epoch with the lowest validation log loss."""
     features, targets = train
-    optimizer = torch.optim.AdamW(
-        module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
-    )
+    optimizer = torch.optim.AdamW(module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     best_loss, best_epoch, best_state = math.inf, 0, _state_copy(module)
     epoch = 0

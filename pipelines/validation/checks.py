@@ -270,9 +270,7 @@ class RangeCheck(Check):
         values = columns.non_null(self.column)
         if not pd.api.types.is_numeric_dtype(values.dtype):
             if values.dtype != np.dtype(object) or values.map(lambda v: isinstance(v, str)).any():
-                raise TypeError(
-                    f"column {self.column!r} of dtype {values.dtype} cannot be compared to numbers"
-                )
+                raise TypeError(f"column {self.column!r} of dtype {values.dtype} cannot be compared to numbers")
             values = pd.to_numeric(values)
         numbers = values.to_numpy(dtype="float64")
         inside = np.ones(len(numbers), dtype=bool)
@@ -342,9 +340,7 @@ class FreshnessCheck(Check):
     def expectation(self) -> Expectation:
         from pipelines.validation._gx import gxe
 
-        return gxe.ExpectColumnMaxToBeBetween(
-            column=self.column, min_value=self.newest_at_least, **self._gx_tags()
-        )
+        return gxe.ExpectColumnMaxToBeBetween(column=self.column, min_value=self.newest_at_least, **self._gx_tags())
 
     def _evaluate(self, columns: FrameColumns) -> Evaluation:
         newest = columns.series(self.column).max()
@@ -384,9 +380,7 @@ def build_checks(spec: DatasetSpec, *, interval_end: dt.datetime) -> list[Check]
     for column, expect in rules.columns.items():
         checks.append(ColumnExistsCheck(name=f"{column}:exists", severity=expect.severity, column=column))
         checks.append(
-            ColumnTypeCheck(
-                name=f"{column}:type", severity=expect.severity, column=column, logical_type=expect.type
-            )
+            ColumnTypeCheck(name=f"{column}:type", severity=expect.severity, column=column, logical_type=expect.type)
         )
         if expect.nulls is not None:
             checks.append(
@@ -428,9 +422,7 @@ def _is_instance_mask(values: pd.Series, type_names: tuple[str, ...]) -> np.ndar
     return np.fromiter((isinstance(v, accepted) for v in values), dtype=bool, count=len(values))
 
 
-def _map_outcome(
-    columns: FrameColumns, column: str, expected_mask: np.ndarray, mostly: float = 1.0
-) -> Evaluation:
+def _map_outcome(columns: FrameColumns, column: str, expected_mask: np.ndarray, mostly: float = 1.0) -> Evaluation:
     """GX's column-map verdict: nulls are skipped, and no non-null row means vacuous success."""
     total = len(columns)
     missing = int(columns.null_mask(column).sum())

@@ -83,9 +83,7 @@ def write_data_docs(report: ValidationReport, spec: DatasetSpec, directory: str 
     """Write the run's Data Docs page into `directory` and return its path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = (
-        directory / f"validation_{report.dataset}_{report.interval_end:%Y%m%dT%H%M%SZ}_{report.engine}.html"
-    )
+    path = directory / f"validation_{report.dataset}_{report.interval_end:%Y%m%dT%H%M%SZ}_{report.engine}.html"
     path.write_text(render_data_docs_html(report, spec), encoding="utf-8")
     return path
 

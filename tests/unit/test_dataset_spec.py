@@ -86,9 +86,7 @@ def test_flights_features_exclude_everything_known_only_after_departure(flights_
     assert {"carrier", "origin", "dest"} <= set(flights_spec.features.categorical)
 
 
-def test_flights_raw_schema_matches_the_demo_frame(
-    flights_spec: DatasetSpec, demo_flights: pd.DataFrame
-) -> None:
+def test_flights_raw_schema_matches_the_demo_frame(flights_spec: DatasetSpec, demo_flights: pd.DataFrame) -> None:
     assert list(demo_flights.columns) == flights_spec.raw_columns
 
 

@@ -339,9 +339,7 @@ def test_policy_can_choose_ks_and_psi(season, window, policy) -> None:
 def test_policy_choice_overrides_evidentlys_size_rule() -> None:
     rng = np.random.default_rng(4)
     frame = pd.DataFrame({"x": rng.normal(size=600), "label": rng.choice(["a", "b", "c"], 600)})
-    chosen = DriftPolicy(
-        min_window_rows=10, tests=VerdictTests(numeric="wasserstein", categorical="jensenshannon")
-    )
+    chosen = DriftPolicy(min_window_rows=10, tests=VerdictTests(numeric="wasserstein", categorical="jensenshannon"))
     for policy, expected in [
         (DriftPolicy(min_window_rows=10), {"ks", "chisquare"}),
         (chosen, {"wasserstein_normed", "jensenshannon"}),
@@ -353,9 +351,7 @@ def test_policy_choice_overrides_evidentlys_size_rule() -> None:
 
 
 def test_severity_policy_can_silence_a_finding_kind(window, profile, policy) -> None:
-    quiet = policy.model_copy(
-        update={"severity": policy.severity.model_copy(update={"new_column": Severity.OK})}
-    )
+    quiet = policy.model_copy(update={"severity": policy.severity.model_copy(update={"new_column": Severity.OK})})
     report = detect_drift(profile, window.assign(request_id=1), quiet)
     assert report.columns_with("new_column") == ["request_id"]
     assert report.verdict == "ok"

@@ -29,9 +29,7 @@ def fast_report(reference: pd.DataFrame, current: pd.DataFrame, column_types: Co
     return detect_drift(build_reference_profile(reference, column_types, POLICY), current, POLICY)
 
 
-def assert_same_verdicts(
-    reference: pd.DataFrame, current: pd.DataFrame, column_types: ColumnTypes
-) -> DriftReport:
+def assert_same_verdicts(reference: pd.DataFrame, current: pd.DataFrame, column_types: ColumnTypes) -> DriftReport:
     report = fast_report(reference, current, column_types)
     evidently = evidently_feature_verdicts(run_evidently_drift(reference, current, column_types))
     assert sorted(evidently) == sorted(feature.name for feature in report.features)
@@ -93,9 +91,7 @@ SYNTHETIC_TYPES = {
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # Evidently's chi-square on a new label
 def test_every_default_test_agrees_on_synthetic_data(reference_rows, expected_tests) -> None:
     rng = np.random.default_rng(reference_rows)
-    report = assert_same_verdicts(
-        synthetic(rng, reference_rows), synthetic(rng, 400, shift=0.4), SYNTHETIC_TYPES
-    )
+    report = assert_same_verdicts(synthetic(rng, reference_rows), synthetic(rng, 400, shift=0.4), SYNTHETIC_TYPES)
     assert {feature.test for feature in report.features} == expected_tests
     assert report.drifted_features == ["continuous", "few_values", "labels"]  # both verdicts are compared
 
@@ -145,9 +141,7 @@ def test_human_report_writes_html_and_matches_the_fast_path(tmp_path, first_quar
     )
     assert html.exists() and html.stat().st_size > 10_000
     verdicts = evidently_feature_verdicts(report_json)
-    assert (
-        "wind_gust" not in verdicts
-    )  # dropped from the window: the fast path reports it as a schema finding
+    assert "wind_gust" not in verdicts  # dropped from the window: the fast path reports it as a schema finding
     fast = fast_report(reference_sample, current, spec)
     assert {name: verdict.drifted for name, verdict in verdicts.items()} == {
         feature.name: feature.drifted for feature in fast.features

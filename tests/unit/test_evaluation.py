@@ -124,9 +124,7 @@ def test_invalid_arrays_are_rejected(labels: list, proba: list, message: str) ->
         as_binary_arrays(labels, proba)
 
 
-def test_metrics_by_slice_on_real_carriers(
-    flights: pd.DataFrame, scored: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_metrics_by_slice_on_real_carriers(flights: pd.DataFrame, scored: tuple[np.ndarray, np.ndarray]) -> None:
     y, p = scored
     carriers = flights["carrier"].to_numpy()
 

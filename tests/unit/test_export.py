@@ -27,9 +27,7 @@ from pipelines.training.base import TrainedModel
 from pipelines.training.config import TRAINER_KINDS, default_training_config, merge_overrides
 from pipelines.training.factory import train_model
 
-SPEC = FeatureSpec(
-    numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"]
-)
+SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"])
 FAST_OVERRIDES = {"hgb": {"max_iter": 30}, "logreg": {}, "mlp": {"max_epochs": 3, "hidden_sizes": [16]}}
 
 
@@ -85,9 +83,7 @@ def test_signature_is_one_input_per_feature_column_and_one_probability_output() 
 
 
 @pytest.mark.parametrize("kind", TRAINER_KINDS)
-def test_every_kind_exports_the_same_signature(
-    kind: str, exported: dict[str, tuple[TrainedModel, bytes]]
-) -> None:
+def test_every_kind_exports_the_same_signature(kind: str, exported: dict[str, tuple[TrainedModel, bytes]]) -> None:
     model, onnx_model = exported[kind]
 
     assert read_onnx_signature(onnx_model) == signature_for(SPEC) == model.signature
@@ -114,9 +110,7 @@ def test_single_row_requests_work(
 ) -> None:
     model, onnx_model = exported[kind]
     row = flights.iloc[[4_321]]
-    np.testing.assert_allclose(
-        onnx_predict_proba(onnx_model, row), model.predict_proba(row), atol=PARITY_TOLERANCE
-    )
+    np.testing.assert_allclose(onnx_predict_proba(onnx_model, row), model.predict_proba(row), atol=PARITY_TOLERANCE)
 
 
 def test_export_checked_returns_the_graph_and_a_passing_report(

@@ -9,7 +9,9 @@ import pytest
 from factory.settings import PROJECT_ROOT
 
 FORBIDDEN = {"airflow", "factory_providers", "dags", "factory"}
-PURE_FILES = sorted([*PROJECT_ROOT.joinpath("pipelines").rglob("*.py"), *PROJECT_ROOT.joinpath("serving").rglob("*.py")])
+PURE_FILES = sorted(
+    [*PROJECT_ROOT.joinpath("pipelines").rglob("*.py"), *PROJECT_ROOT.joinpath("serving").rglob("*.py")]
+)
 
 
 def imported_roots(path) -> set[str]:

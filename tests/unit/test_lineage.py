@@ -129,7 +129,5 @@ def test_run_record_rejects_unknown_sections_and_review_states(repo: Path) -> No
     data = make_record(repo).model_dump()
     with pytest.raises(ValidationError, match="notes\n  Extra inputs are not permitted"):
         RunRecord.model_validate({**data, "notes": "x"})
-    with pytest.raises(
-        ValidationError, match="review_status\n  Input should be 'pending', 'approved' or 'rejected'"
-    ):
+    with pytest.raises(ValidationError, match="review_status\n  Input should be 'pending', 'approved' or 'rejected'"):
         Governance(owner="me", review_status="maybe")

@@ -67,9 +67,7 @@ def test_row_and_column_order_do_not_change_the_bytes(tiny: pd.DataFrame) -> Non
 def test_different_rows_give_different_bytes(tiny: pd.DataFrame) -> None:
     changed = tiny.copy()
     changed.loc[0, "arr_delay"] = 12.0
-    assert canonical_parquet_bytes(changed, "time_hour", KEYS) != canonical_parquet_bytes(
-        tiny, "time_hour", KEYS
-    )
+    assert canonical_parquet_bytes(changed, "time_hour", KEYS) != canonical_parquet_bytes(tiny, "time_hour", KEYS)
 
 
 def test_rows_with_duplicate_keys_are_still_ordered_deterministically(tiny: pd.DataFrame) -> None:
@@ -118,9 +116,7 @@ def test_created_at_is_not_part_of_the_id(tiny: pd.DataFrame, flights_spec: Data
     assert first.manifest.created_at != second.manifest.created_at
 
 
-def test_verify_accepts_the_untouched_bytes_and_load_round_trips(
-    tiny: pd.DataFrame, flights_spec: DatasetSpec
-) -> None:
+def test_verify_accepts_the_untouched_bytes_and_load_round_trips(tiny: pd.DataFrame, flights_spec: DatasetSpec) -> None:
     snapshot = snapshot_of(tiny, flights_spec)
     verify_snapshot(snapshot.data, snapshot.manifest)
     loaded = load_snapshot(snapshot.data, snapshot.manifest)
@@ -132,9 +128,7 @@ def test_verify_rejects_tampered_bytes(tiny: pd.DataFrame, flights_spec: Dataset
     snapshot = snapshot_of(tiny, flights_spec)
     tampered = bytearray(snapshot.data)
     tampered[len(tampered) // 2] ^= 0xFF
-    with pytest.raises(
-        SnapshotIntegrityError, match=r"bytes hash to [0-9a-f]{12}.*changed, or not this snapshot"
-    ):
+    with pytest.raises(SnapshotIntegrityError, match=r"bytes hash to [0-9a-f]{12}.*changed, or not this snapshot"):
         verify_snapshot(bytes(tampered), snapshot.manifest)
     with pytest.raises(SnapshotIntegrityError, match=r"bytes hash to"):
         load_snapshot(snapshot.data[:-10], snapshot.manifest)

@@ -29,9 +29,7 @@ from pipelines.training.factory import TRAINERS, train_model
 from pipelines.training.sklearn_models import HGBTrainer
 from pipelines.training.torch_mlp import resolve_device
 
-SPEC = FeatureSpec(
-    numeric=["dep_delay", "sched_dep_time", "distance", "hour"], categorical=["carrier", "origin"]
-)
+SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance", "hour"], categorical=["carrier", "origin"])
 # Small but real: enough for every kind to learn the (strong) dep_delay signal in a second or two.
 FAST_OVERRIDES = {
     "hgb": {"max_iter": 40},
@@ -83,9 +81,7 @@ def test_every_kind_has_a_checked_in_config_and_exactly_one_trainer() -> None:
 
 
 def test_unknown_trainer_kind_is_rejected_with_the_known_kinds() -> None:
-    with pytest.raises(
-        UnknownTrainerKindError, match=r"unknown trainer kind 'xgboost'; known kinds: hgb, logreg"
-    ):
+    with pytest.raises(UnknownTrainerKindError, match=r"unknown trainer kind 'xgboost'; known kinds: hgb, logreg"):
         default_training_config("xgboost")
 
 
@@ -126,9 +122,7 @@ def test_overrides_apply_to_params_and_top_level_and_none_keeps_the_value() -> N
 
 
 def test_unknown_override_key_is_rejected_with_the_allowed_keys() -> None:
-    with pytest.raises(
-        TrainingConfigError, match=r"unknown key\(s\) \['max_iters'\] for trainer 'hgb'.*'max_iter'"
-    ):
+    with pytest.raises(TrainingConfigError, match=r"unknown key\(s\) \['max_iters'\] for trainer 'hgb'.*'max_iter'"):
         merge_overrides(default_training_config("hgb"), {"max_iters": 10})
 
 
@@ -138,9 +132,7 @@ def test_kind_cannot_be_overridden() -> None:
 
 
 def test_invalid_override_value_names_the_field() -> None:
-    with pytest.raises(
-        TrainingConfigError, match=r"overrides: params\.learning_rate: Input should be greater than 0"
-    ):
+    with pytest.raises(TrainingConfigError, match=r"overrides: params\.learning_rate: Input should be greater than 0"):
         merge_overrides(default_training_config("hgb"), {"learning_rate": 0})
 
 
@@ -176,18 +168,14 @@ def test_training_twice_gives_identical_predictions(
     kind: str, trained: dict[str, TrainedModel], splits: dict[str, tuple[pd.DataFrame, np.ndarray]]
 ) -> None:
     X_val, _ = splits["val"]
-    np.testing.assert_array_equal(
-        train(kind, splits).predict_proba(X_val), trained[kind].predict_proba(X_val)
-    )
+    np.testing.assert_array_equal(train(kind, splits).predict_proba(X_val), trained[kind].predict_proba(X_val))
 
 
 def test_a_different_seed_gives_a_different_mlp(
     trained: dict[str, TrainedModel], splits: dict[str, tuple[pd.DataFrame, np.ndarray]]
 ) -> None:
     (X_train, y_train), (X_val, y_val) = splits["train"], splits["val"]
-    reseeded = train_model(
-        merge_overrides(fast_config("mlp"), {"seed": 1}), SPEC, X_train, y_train, X_val, y_val
-    )
+    reseeded = train_model(merge_overrides(fast_config("mlp"), {"seed": 1}), SPEC, X_train, y_train, X_val, y_val)
     assert not np.array_equal(reseeded.predict_proba(X_val), trained["mlp"].predict_proba(X_val))
 
 

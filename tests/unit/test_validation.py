@@ -148,9 +148,7 @@ def test_null_surge_in_label_source_blocks(spec: DatasetSpec, real_sample: pd.Da
     assert by_name(report)["arr_delay:nulls"].observed == pytest.approx(frame["arr_delay"].isna().mean())
 
 
-def test_null_surge_in_a_warning_column_is_recorded_not_blocking(
-    spec: DatasetSpec, real_sample: pd.DataFrame
-) -> None:
+def test_null_surge_in_a_warning_column_is_recorded_not_blocking(spec: DatasetSpec, real_sample: pd.DataFrame) -> None:
     frame = real_sample.copy()
     frame.loc[frame.index[::3], "dep_delay"] = np.nan
     report = validate_frame(frame, spec, interval_end=Q1_END)
@@ -210,8 +208,7 @@ def test_report_json_round_trips(spec: DatasetSpec, real_sample: pd.DataFrame) -
 def test_verdict_disagreements_spots_a_flipped_check(spec: DatasetSpec, real_sample: pd.DataFrame) -> None:
     report = validate_frame(real_sample, spec, interval_end=Q1_END)
     flipped = [
-        check.model_copy(update={"success": False}) if check.name == "hour:range" else check
-        for check in report.checks
+        check.model_copy(update={"success": False}) if check.name == "hour:range" else check for check in report.checks
     ]
     assert verdict_disagreements(report, report) == []
     assert verdict_disagreements(report, report.model_copy(update={"checks": flipped})) == [
@@ -223,9 +220,7 @@ def test_verdict_disagreements_spots_a_flipped_check(spec: DatasetSpec, real_sam
 
 
 @pytest.mark.parametrize("variant", ["real", "broken", "empty"])
-def test_fast_path_matches_gx_check_by_check(
-    spec: DatasetSpec, real_sample: pd.DataFrame, variant: str
-) -> None:
+def test_fast_path_matches_gx_check_by_check(spec: DatasetSpec, real_sample: pd.DataFrame, variant: str) -> None:
     frame = {"real": real_sample, "broken": broken(real_sample), "empty": real_sample.iloc[:0]}[variant]
     fast = validate_frame(frame, spec, interval_end=Q1_END, engine="fast")
     reference = validate_frame(frame, spec, interval_end=Q1_END, engine="gx")
@@ -276,9 +271,7 @@ def test_type_checks_match_gx_across_dtypes() -> None:
         assert check.to_result(fast[check.name]).model_dump(exclude={"error"}) == check.to_result(
             reference[check.name]
         ).model_dump(exclude={"error"}), check.name
-    assert (
-        fast["int64:number"].success and fast["utc:timestamp"].success and fast["object_str:string"].success
-    )
+    assert fast["int64:number"].success and fast["utc:timestamp"].success and fast["object_str:string"].success
     assert not fast["naive:timestamp"].success and not fast["object_mixed:string"].success
 
 
@@ -323,9 +316,7 @@ def test_gx_is_silenced_and_writes_no_files(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_data_docs_page_is_written_for_the_run(
-    spec: DatasetSpec, real_sample: pd.DataFrame, tmp_path: Path
-) -> None:
+def test_data_docs_page_is_written_for_the_run(spec: DatasetSpec, real_sample: pd.DataFrame, tmp_path: Path) -> None:
     from pipelines.validation.data_docs import to_gx_validation_result, write_data_docs
 
     report = validate_frame(broken(real_sample), spec, interval_end=Q1_END, snapshot_id="cd" * 32)
@@ -336,7 +327,5 @@ def test_data_docs_page_is_written_for_the_run(
     assert "XXX" in page and "cd" * 32 in page and "Failed" in page
     gx_result = json.loads(json.dumps(to_gx_validation_result(report, spec).to_json_dict()))  # JSON-storable
     assert gx_result["statistics"]["unsuccessful_expectations"] == len(failed(report))
-    origin = next(
-        r for r in gx_result["results"] if r["expectation_config"]["meta"]["check"] == "origin:categories"
-    )
+    origin = next(r for r in gx_result["results"] if r["expectation_config"]["meta"]["check"] == "origin:categories")
     assert origin["result"]["partial_unexpected_list"] == ["XXX"] * 5
