@@ -36,6 +36,8 @@ def run_demo(stack: Stack, *, keep_up: bool) -> int:
     started = time.monotonic()
     print("== 1/2 stack up")
     stack.up()
+    if notice := stack.credentials_notice():
+        print(notice)
     creds = stack.credentials
     print("== 2/2 smoke DAG through the scheduler")
     client = AirflowClient(stack.settings.airflow_url, creds.airflow_admin_user, creds.airflow_admin_password)
@@ -49,7 +51,7 @@ def run_demo(stack: Stack, *, keep_up: bool) -> int:
         print(f"  {timing.task_id:<20} {timing.state:<8} {timing.duration_s:6.2f} s")
     s = stack.settings
     print(
-        f"\nAirflow UI  {s.airflow_url}  (user {creds.airflow_admin_user}, password {creds.airflow_admin_password})\n"
+        f"\nAirflow UI  {s.airflow_url}  (user {creds.airflow_admin_user}; password in {s.home / 'credentials.json'})\n"
         f"MLflow UI   {s.mlflow_url}\nTriton      {s.triton_http_url}  S3  {s.s3_endpoint}\n"
         f"State, logs and credentials: {s.home}\nTotal: {time.monotonic() - started:.0f} s"
     )

@@ -80,6 +80,17 @@ class Stack:
             raise StackError(f"unknown service {name!r}; services: {', '.join(s.name for s in self.services)}")
         return self.settings.logs_dir / f"{name}.log"
 
+    def credentials_notice(self) -> str | None:
+        """The generated credentials, to be shown once: only on the `up` that created them."""
+        if not self.credentials_created:
+            return None
+        creds, s = self.credentials, self.settings
+        return (
+            f"Credentials were generated for this stack (shown once; kept in {s.home / 'credentials.json'}):\n"
+            f"  Airflow UI  {s.airflow_url}  user {creds.airflow_admin_user}  password {creds.airflow_admin_password}\n"
+            f"  S3          {s.s3_endpoint}  access key {creds.s3_access_key}  secret {creds.s3_secret_key}"
+        )
+
     def airflow_env(self) -> dict[str, str]:
         return airflow_env(self.settings, self.credentials)
 

@@ -141,3 +141,13 @@ def test_tail_reads_the_last_lines(tmp_path):
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert processes.tail(log, 3).splitlines() == ["line 97", "line 98", "line 99"]
     assert "no log at" in processes.tail(tmp_path / "missing.log")
+
+
+def test_generated_credentials_are_announced_only_by_the_stack_that_created_them(tmp_path):
+    from factory.stack import Stack
+
+    settings = StackSettings.from_env({"FACTORY_HOME": str(tmp_path)})
+    first = Stack(settings, env={}, report=lambda line: None)
+    notice = first.credentials_notice()
+    assert notice is not None and first.credentials.airflow_admin_password in notice
+    assert Stack(settings, env={}, report=lambda line: None).credentials_notice() is None
