@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
+from pipelines.config_loading import StrictModel, load_yaml_model
 from pipelines.datasets.expectations import NUMERIC_TYPES, ExpectationsSpec
 from pipelines.features import FeatureSpec
 
@@ -28,11 +28,7 @@ class DatasetSpecError(ValueError):
     """A dataset spec file that cannot be used; the message names the file and every offending field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TimeInterval(_Strict):
+class TimeInterval(StrictModel):
     """A half-open interval [start, end) of timezone-aware times."""
 
     start: AwareDatetime
@@ -45,7 +41,7 @@ class TimeInterval(_Strict):
         return self
 
 
-class SourceSpec(_Strict):
+class SourceSpec(StrictModel):
     """Where rows come from: a table in the operational database, ordered by `time_column`."""
 
     table: str = Field(min_length=1)
@@ -82,7 +78,7 @@ class SourceSpec(_Strict):
         return self.s3_uri_pattern.format(start=start, end=end)
 
 
-class TargetSpec(_Strict):
+class TargetSpec(StrictModel):
     """The label is derived from a raw column: `name = source_column <operator> threshold`."""
 
     name: str = Field(min_length=1)
@@ -91,7 +87,7 @@ class TargetSpec(_Strict):
     threshold: float
 
 
-class _SplitBase(_Strict):
+class _SplitBase(StrictModel):
     initial_interval: TimeInterval | None = Field(
         default=None,
         description="The interval the first model is trained on; later data is the production stream.",
@@ -134,7 +130,7 @@ class TimeBoundariesSplit(_SplitBase):
 SplitSpec = Annotated[TimeFractionsSplit | TimeBoundariesSplit, Field(discriminator="method")]
 
 
-class BusinessMetricSpec(_Strict):
+class BusinessMetricSpec(StrictModel):
     """A business proxy for monitoring: an aggregate of a column or of a `DataFrame.eval` expression."""
 
     name: str = Field(min_length=1)
@@ -170,7 +166,7 @@ class BusinessMetricSpec(_Strict):
         return float(getattr(pd.Series(values, dtype="float64"), self.aggregation)())
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
     description: str = Field(min_length=1)
@@ -227,22 +223,6 @@ class DatasetSpec(_Strict):
 
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a dataset spec; any problem raises `DatasetSpecError` naming the file and field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DatasetSpecError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise DatasetSpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    try:
-        return DatasetSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise DatasetSpecError(_describe(path, exc)) from None
-
-
-def _describe(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid dataset spec ({exc.error_count()} problem(s))"]
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error["loc"]) or "<spec>"
-        lines.append(f"  {location}: {error['msg']}")
-    return "\n".join(lines)
+    return load_yaml_model(
+        path, DatasetSpec, DatasetSpecError, "dataset spec", not_a_mapping="expected a mapping at the top level"
+    )

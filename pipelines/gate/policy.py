@@ -20,18 +20,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     model_validator,
 )
 
+from pipelines.config_loading import StrictModel, load_yaml_model
 from pipelines.evaluation.metrics import DEFAULT_N_BINS, DEFAULT_THRESHOLD
 
 GATE_POLICY_PATH = Path(__file__).resolve().parents[1] / "configs" / "policies" / "gate.yaml"
@@ -55,11 +52,7 @@ class GatePolicyError(ValueError):
     """A gate policy that cannot be used; the message names the file and the offending field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Bounds(_Strict):
+class Bounds(StrictModel):
     """Inclusive bounds on a metric's value; at least one side is set."""
 
     min: float | None = None
@@ -74,7 +67,7 @@ class Bounds(_Strict):
         return self
 
 
-class RegressionLimit(_Strict):
+class RegressionLimit(StrictModel):
     """How much worse than the champion a metric may get: absolute, relative to the champion, or both.
 
     When both are set the stricter one applies. `direction` defaults to the metric's nature; stating it is
@@ -124,14 +117,14 @@ class ChangeRule(RegressionLimit):
         return [*super()._limit_fields(), "min_improvement"]
 
 
-class CriticalSlices(_Strict):
+class CriticalSlices(StrictModel):
     """Slice values of one column that must not regress (they must also exist in the evaluation data)."""
 
     column: str = Field(min_length=1)
     values: list[str] = Field(min_length=1)
 
 
-class SlicePolicy(_Strict):
+class SlicePolicy(StrictModel):
     """Slices below `min_size` rows are reported but not judged: on a handful of rows a metric is noise."""
 
     min_size: PositiveInt = 500
@@ -151,7 +144,7 @@ class SlicePolicy(_Strict):
         return [(group.column, value) for group in self.critical for value in group.values]
 
 
-class ServingPolicy(_Strict):
+class ServingPolicy(StrictModel):
     """Single-row in-process latency (ms) and ONNX size (bytes) of the exported model; unset = reported only."""
 
     max_p50_ms: PositiveFloat | None = None
@@ -159,20 +152,20 @@ class ServingPolicy(_Strict):
     max_size_bytes: PositiveInt | None = None
 
 
-class AgreementPolicy(_Strict):
+class AgreementPolicy(StrictModel):
     """Minimum share of rows on which challenger and champion take the same decision (else reject)."""
 
     min_share: float | None = Field(None, ge=0, le=1)
 
 
-class ApprovalPolicy(_Strict):
+class ApprovalPolicy(StrictModel):
     """When a passing challenger still needs a human: a behaviour change, or a critical slice near its bound."""
 
     min_agreement: float | None = Field(None, ge=0, le=1)
     critical_slice_margin: NonNegativeFloat | None = None
 
 
-class BootstrapPolicy(_Strict):
+class BootstrapPolicy(StrictModel):
     """Paired bootstrap over the evaluation rows; the seed makes a gate decision reproducible."""
 
     n_resamples: int = Field(1000, ge=100, le=100_000)
@@ -180,7 +173,7 @@ class BootstrapPolicy(_Strict):
     seed: int = 0
 
 
-class GatePolicy(_Strict):
+class GatePolicy(StrictModel):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     description: str = ""
@@ -209,33 +202,7 @@ class GatePolicy(_Strict):
 
 def load_gate_policy(path: str | Path = GATE_POLICY_PATH) -> GatePolicy:
     """Read and validate a gate policy YAML; every problem is reported as `file: field: reason`."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GatePolicyError(f"{path}: cannot read gate policy: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise GatePolicyError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise GatePolicyError(f"{path}: a gate policy must be a mapping, got {type(raw).__name__}")
-    try:
-        return GatePolicy.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{_field_path(error['loc'])}: {error['msg']}" for error in exc.errors())
-        raise GatePolicyError(f"{path}: invalid gate policy: {problems}") from None
-
-
-def _field_path(location: tuple[str | int, ...]) -> str:
-    """('changes', 0, 'metric') -> 'changes[0].metric'; pydantic's '[key]' marker names a bad mapping key."""
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part == "[key]":
-            text += " (key)"
-        else:
-            text += f".{part}" if text else part
-    return text or "<policy>"
+    return load_yaml_model(path, GatePolicy, GatePolicyError, "gate policy")
 
 
 def _require_unique(field: str, items: list[object]) -> None:

@@ -158,15 +158,7 @@ def _check_numeric(
     test, threshold = verdict_test or _numeric_test(reference.sample, current, policy)
     statistic = _numeric_statistic(test, reference, current, psi)
     return FeatureDrift(
-        name=reference.name,
-        column_type="numeric",
-        test=test,
-        statistic=statistic,
-        threshold=threshold,
-        drifted=_drifts(test, statistic, threshold),
-        psi=psi,
-        psi_level=_psi_level(psi, policy),
-        **base,
+        name=reference.name, column_type="numeric", **base, **_tested(test, statistic, threshold, psi, policy)
     )
 
 
@@ -186,48 +178,47 @@ def _check_categorical(
     return FeatureDrift(
         name=reference.name,
         column_type="categorical",
-        test=test,
-        statistic=statistic,
-        threshold=threshold,
-        drifted=_drifts(test, statistic, threshold),
-        psi=psi,
-        psi_level=_psi_level(psi, policy),
         new_categories=np.setdiff1d(current.labels, reference.sample.labels)[:MAX_NEW_CATEGORIES].tolist(),
         **base,
+        **_tested(test, statistic, threshold, psi, policy),
     )
 
 
 def _numeric_test(reference: SortedCounts, current: np.ndarray, policy: DriftPolicy) -> VerdictTest:
-    thresholds = policy.thresholds
     match policy.tests.numeric:
         case "wasserstein":
-            return "wasserstein_normed", thresholds.wasserstein_normed
-        case "ks":
-            return "ks", thresholds.ks_pvalue
-        case "psi":
-            return "psi", policy.psi.alert
+            return _with_threshold("wasserstein_normed", policy)
+        case "ks" | "psi" as chosen:
+            return _with_threshold(chosen, policy)
     distinct = _distinct_in_union(reference.values, current)
     if reference.total > SMALL_REFERENCE_ROWS:
-        if distinct <= FEW_DISTINCT_VALUES:
-            return "jensenshannon", thresholds.jensenshannon
-        return "wasserstein_normed", thresholds.wasserstein_normed
+        return _with_threshold("jensenshannon" if distinct <= FEW_DISTINCT_VALUES else "wasserstein_normed", policy)
     if distinct > FEW_DISTINCT_VALUES:
-        return "ks", thresholds.ks_pvalue
-    return ("chisquare", thresholds.chisquare_pvalue) if distinct > 2 else ("z", thresholds.z_pvalue)
+        return _with_threshold("ks", policy)
+    return _with_threshold("chisquare" if distinct > 2 else "z", policy)
 
 
 def _categorical_test(reference_total: int, distinct: int, policy: DriftPolicy) -> VerdictTest:
-    thresholds = policy.thresholds
     match policy.tests.categorical:
-        case "jensenshannon":
-            return "jensenshannon", thresholds.jensenshannon
-        case "chisquare":
-            return "chisquare", thresholds.chisquare_pvalue
-        case "psi":
-            return "psi", policy.psi.alert
+        case "jensenshannon" | "chisquare" | "psi" as chosen:
+            return _with_threshold(chosen, policy)
     if reference_total > SMALL_REFERENCE_ROWS:
-        return "jensenshannon", thresholds.jensenshannon
-    return ("chisquare", thresholds.chisquare_pvalue) if distinct > 2 else ("z", thresholds.z_pvalue)
+        return _with_threshold("jensenshannon", policy)
+    return _with_threshold("chisquare" if distinct > 2 else "z", policy)
+
+
+def _with_threshold(test: StatTestName, policy: DriftPolicy) -> VerdictTest:
+    """The test and the policy's threshold for it: the one place that pairs each test with its threshold."""
+    thresholds = policy.thresholds
+    threshold = {
+        "wasserstein_normed": thresholds.wasserstein_normed,
+        "jensenshannon": thresholds.jensenshannon,
+        "ks": thresholds.ks_pvalue,
+        "chisquare": thresholds.chisquare_pvalue,
+        "z": thresholds.z_pvalue,
+        "psi": policy.psi.alert,
+    }[test]
+    return test, threshold
 
 
 def _distinct_in_union(reference_values: np.ndarray, current: np.ndarray) -> int:
@@ -284,6 +275,20 @@ def _null_fields(reference: ColumnProfile, null_count: int, rows: int, policy: D
         "reference_null_share": reference.null_share,
         "current_null_share": current_share,
         "null_surge": current_share - reference.null_share >= policy.missing.max_null_share_rise,
+    }
+
+
+def _tested(
+    test: StatTestName, statistic: float, threshold: float, psi: float, policy: DriftPolicy
+) -> dict[str, object]:
+    """Fields of a tested column: the verdict test's outcome, and the PSI band that feeds the severity."""
+    return {
+        "test": test,
+        "statistic": statistic,
+        "threshold": threshold,
+        "drifted": _drifts(test, statistic, threshold),
+        "psi": psi,
+        "psi_level": _psi_level(psi, policy),
     }
 
 

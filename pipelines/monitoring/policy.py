@@ -12,8 +12,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
+
+from pipelines.config_loading import StrictModel, load_yaml_model
 
 
 class Severity(StrEnum):
@@ -34,18 +35,14 @@ NumericTest = Literal["auto", "wasserstein", "ks", "psi"]
 CategoricalTest = Literal["auto", "jensenshannon", "chisquare", "psi"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VerdictTests(_Strict):
+class VerdictTests(StrictModel):
     """Which test decides a feature's `drifted` flag; `auto` is Evidently's choice by type and size."""
 
     numeric: NumericTest = "auto"
     categorical: CategoricalTest = "auto"
 
 
-class Thresholds(_Strict):
+class Thresholds(StrictModel):
     """Per-test thresholds. Distances drift at `>=`, p-values at `<` (`<=` for KS), exactly as Evidently."""
 
     wasserstein_normed: float = Field(0.1, gt=0)
@@ -55,7 +52,7 @@ class Thresholds(_Strict):
     z_pvalue: float = Field(0.05, gt=0, lt=1)
 
 
-class PsiPolicy(_Strict):
+class PsiPolicy(StrictModel):
     """Population stability index over fixed reference-quantile bins (0.1 / 0.25: the usual bands)."""
 
     bins: int = Field(10, ge=2, le=100)
@@ -69,23 +66,23 @@ class PsiPolicy(_Strict):
         return self
 
 
-class MissingPolicy(_Strict):
+class MissingPolicy(StrictModel):
     """A broken upstream join shows as a jump in nulls long before it moves a distribution test."""
 
     max_null_share_rise: float = Field(0.05, gt=0, le=1)
 
 
-class DatasetPolicy(_Strict):
+class DatasetPolicy(StrictModel):
     drift_share: float = Field(0.5, gt=0, le=1)
 
 
-class PredictionPolicy(_Strict):
+class PredictionPolicy(StrictModel):
     """Score drift is judged by PSI: scale-free and insensitive to window size, unlike a p-value."""
 
     psi_threshold: float = Field(0.2, gt=0)
 
 
-class SeverityPolicy(_Strict):
+class SeverityPolicy(StrictModel):
     """How loud each kind of finding is. `ok` silences a kind without hiding it from the report."""
 
     dataset_drift: Severity = Severity.ALERT
@@ -97,7 +94,7 @@ class SeverityPolicy(_Strict):
     prediction_drift: Severity = Severity.ALERT
 
 
-class DriftPolicy(_Strict):
+class DriftPolicy(StrictModel):
     """Everything the drift check needs to turn statistics into a verdict."""
 
     min_window_rows: int = Field(1000, ge=1)
@@ -116,19 +113,4 @@ class DriftPolicyError(ValueError):
 
 def load_drift_policy(path: str | Path) -> DriftPolicy:
     """Read and validate a drift policy YAML; every problem is reported as `file: field: reason`."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise DriftPolicyError(f"{path}: cannot read drift policy: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise DriftPolicyError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise DriftPolicyError(f"{path}: a drift policy must be a mapping, got {type(raw).__name__}")
-    try:
-        return DriftPolicy.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}" for error in exc.errors()
-        )
-        raise DriftPolicyError(f"{path}: invalid drift policy: {problems}") from None
+    return load_yaml_model(path, DriftPolicy, DriftPolicyError, "drift policy")

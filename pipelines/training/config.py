@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -21,6 +18,9 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import ErrorDetails
+
+from pipelines.config_loading import StrictModel, format_validation_error, load_yaml_model
 
 TRAINER_KINDS = ("hgb", "logreg", "mlp")
 TRAINING_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "training"
@@ -34,14 +34,10 @@ class UnknownTrainerKindError(ValueError):
     """A trainer kind that the factory does not implement."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # No defaults below: the YAML file is the single, reviewed record of every hyperparameter of a run.
 
 
-class HGBParams(_Strict):
+class HGBParams(StrictModel):
     """sklearn HistGradientBoostingClassifier hyperparameters (early stopping uses the validation split)."""
 
     max_iter: PositiveInt
@@ -55,7 +51,7 @@ class HGBParams(_Strict):
     class_weight: Literal["balanced"] | None
 
 
-class LogRegParams(_Strict):
+class LogRegParams(StrictModel):
     """sklearn LogisticRegression (L2, lbfgs) hyperparameters; numeric features are standardised first."""
 
     C: PositiveFloat
@@ -64,7 +60,7 @@ class LogRegParams(_Strict):
     class_weight: Literal["balanced"] | None
 
 
-class MLPParams(_Strict):
+class MLPParams(StrictModel):
     """PyTorch MLP hyperparameters; training keeps the epoch with the best validation log loss."""
 
     hidden_sizes: list[PositiveInt] = Field(min_length=1)
@@ -76,19 +72,19 @@ class MLPParams(_Strict):
     patience: PositiveInt
 
 
-class HGBConfig(_Strict):
+class HGBConfig(StrictModel):
     kind: Literal["hgb"]
     seed: int
     params: HGBParams
 
 
-class LogRegConfig(_Strict):
+class LogRegConfig(StrictModel):
     kind: Literal["logreg"]
     seed: int
     params: LogRegParams
 
 
-class MLPConfig(_Strict):
+class MLPConfig(StrictModel):
     kind: Literal["mlp"]
     seed: int
     # "auto" picks CUDA when the host has it: the same config trains on a laptop and on a GPU worker.
@@ -102,14 +98,7 @@ _TRAINING_CONFIG = TypeAdapter(TrainingConfig)
 
 def load_training_config(path: str | Path) -> TrainingConfig:
     """Read and validate one training config YAML file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise TrainingConfigError(f"{path}: cannot read training config ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise TrainingConfigError(f"{path}: not valid YAML ({error})") from None
-    return _validate(data, source=str(path))
+    return load_yaml_model(path, _TRAINING_CONFIG, TrainingConfigError, "training config", locate=_field_as_written)
 
 
 def default_training_config(kind: str) -> TrainingConfig:
@@ -138,25 +127,17 @@ def merge_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> Traini
     data = config.model_dump()
     for key, value in given.items():
         (data if key in top_level else data["params"])[key] = value
-    return _validate(data, source="overrides")
-
-
-def _validate(data: Any, *, source: str) -> TrainingConfig:
     try:
         return _TRAINING_CONFIG.validate_python(data)
     except ValidationError as error:
-        raise TrainingConfigError(f"{source}: {_describe(error)}") from None
+        raise TrainingConfigError(f"overrides: {format_validation_error(error, locate=_field_as_written)}") from None
 
 
-def _describe(error: ValidationError) -> str:
-    """'params.max_iter: Input should be greater than 0' instead of pydantic's multi-line dump."""
-    problems = []
-    for problem in error.errors():
-        # The first location element of a union member is its tag (e.g. "hgb"): not a field the user wrote.
-        location = [str(part) for part in problem["loc"]]
-        if location and location[0] in TRAINER_KINDS:
-            location = location[1:]
-        if problem["type"] in {"union_tag_invalid", "union_tag_not_found"}:
-            location = ["kind"]
-        problems.append(f"{'.'.join(location) or 'config'}: {problem['msg']}")
-    return "; ".join(problems)
+def _field_as_written(problem: ErrorDetails) -> list[str | int]:
+    """'params.max_iter' rather than 'hgb.params.max_iter': a union member's tag is not a field the user wrote."""
+    if problem["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        return ["kind"]
+    location = list(problem["loc"])
+    if location and location[0] in TRAINER_KINDS:
+        return location[1:]
+    return location

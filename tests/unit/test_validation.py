@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.datasets import DatasetSpec, load_dataset_spec
+from pipelines.datasets import DatasetSpec
 from pipelines.datasets.demo import load_demo_flights
 from pipelines.validation import (
     CheckResult,
@@ -23,14 +23,14 @@ from pipelines.validation import (
 )
 from pipelines.validation.checks import SAMPLE_SIZE, ColumnTypeCheck, FreshnessCheck, NullsCheck, RangeCheck
 
-FLIGHTS_YAML = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "datasets" / "flights.yaml"
 Q1_END = datetime(2013, 4, 1, tzinfo=UTC)
 PARITY_ROWS = 20_000  # GX takes ~1 s per run at this size; the fast path is also checked on all of Q1
 
 
 @pytest.fixture(scope="module")
-def spec() -> DatasetSpec:
-    return load_dataset_spec(FLIGHTS_YAML)
+def spec(flights_spec: DatasetSpec) -> DatasetSpec:
+    """The shared flights spec (tests/unit/conftest.py) under the short name the tests here use."""
+    return flights_spec
 
 
 @pytest.fixture(scope="module")
