@@ -49,9 +49,19 @@ class Stack:
     def up(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
         wanted = self._with_dependencies(names)
         self._prepare_dirs()
-        for service in self.services:
-            if service.name in wanted:
-                self._ensure_running(service)
+        pending = [service for service in self.services if service.name in wanted]
+        ready: set[str] = set()
+        while pending:
+            # Services whose dependencies are up start together (e.g. MLflow with Triton, and the three Airflow
+            # components), then each is awaited: start-up time is the longest chain, not the sum.
+            wave = [service for service in pending if set(service.depends_on) <= ready]
+            if not wave:
+                raise StackError(f"unsatisfiable dependencies among {[service.name for service in pending]}")
+            started = {service.name: self._start(service) for service in wave}
+            for service in wave:
+                self._await_start(service, started[service.name])
+            ready |= {service.name for service in wave}
+            pending = [service for service in pending if service.name not in ready]
         return self.status()
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
@@ -127,15 +137,11 @@ class Stack:
             {self.credentials.airflow_admin_user: self.credentials.airflow_admin_password},
         )
 
-    def _ensure_running(self, service: Service) -> None:
+    def _start(self, service: Service) -> float | None:
+        """Start `service` unless it is running already; return its start time (None if it was running)."""
         pid_file = self._pid_file(service)
         if processes.running_process(pid_file) is not None:
-            if self._is_healthy(service):
-                self._report(f"{service.name}: already running")
-                return
-            self._report(f"{service.name}: running but unhealthy; waiting")
-            self._wait_healthy(service)
-            return
+            return None
         pid_file.unlink(missing_ok=True)
         processes.require_free_ports(service.ports, self.settings.host)
         self._before_start(service)
@@ -148,9 +154,18 @@ class Stack:
             pid_file=pid_file,
             cwd=PROJECT_ROOT,
         )
+        return started
+
+    def _await_start(self, service: Service, started: float | None) -> None:
+        if started is None and self._is_healthy(service):
+            self._report(f"{service.name}: already running")
+            return
+        if started is None:
+            self._report(f"{service.name}: running but unhealthy; waiting")
         self._wait_healthy(service)
-        self._after_start(service)
-        self._report(f"{service.name}: healthy after {time.monotonic() - started:.1f} s")
+        if started is not None:
+            self._after_start(service)
+            self._report(f"{service.name}: healthy after {time.monotonic() - started:.1f} s")
 
     def _wait_healthy(self, service: Service) -> None:
         deadline = time.monotonic() + service.startup_timeout
