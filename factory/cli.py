@@ -1,4 +1,4 @@
-"""`factory` command line: `factory stack up|down|status|logs`, `factory env`, `factory demo`."""
+"""`factory` command line: `factory stack up|down|status|logs`, `factory env`, `factory demo`, `factory seed`."""
 
 from __future__ import annotations
 
@@ -11,19 +11,6 @@ from factory.settings import SettingsError, StackSettings
 from factory.stack import Stack, StackError
 
 
-def _print_credentials_once(stack: Stack) -> None:
-    if not stack.credentials_created:
-        return
-    creds = stack.credentials
-    print(
-        "\nCredentials were generated for this stack (shown once; kept in "
-        f"{stack.settings.home / 'credentials.json'}):\n"
-        f"  Airflow UI  {stack.settings.airflow_url}  user {creds.airflow_admin_user}  "
-        f"password {creds.airflow_admin_password}\n"
-        f"  S3          {stack.settings.s3_endpoint}  access key {creds.s3_access_key}  secret {creds.s3_secret_key}\n"
-    )
-
-
 def _print_status(stack: Stack) -> None:
     for status in stack.status():
         pid = str(status.pid) if status.pid else "-"
@@ -33,7 +20,8 @@ def _print_status(stack: Stack) -> None:
 def _cmd_stack(args: argparse.Namespace, stack: Stack) -> int:
     if args.action == "up":
         stack.up(args.services or None)
-        _print_credentials_once(stack)
+        if notice := stack.credentials_notice():
+            print(f"\n{notice}\n")
         _print_status(stack)
     elif args.action == "down":
         stopped = stack.down(args.services or None)
@@ -59,6 +47,15 @@ def _cmd_demo(args: argparse.Namespace, stack: Stack) -> int:
     return run_demo(stack, keep_up=args.keep_up)
 
 
+def _cmd_seed(_: argparse.Namespace, stack: Stack) -> int:
+    from factory.source_data import seed_source_database
+
+    report = seed_source_database(stack.settings)
+    action = "loaded" if report.written else "already holds"
+    print(f"source table {report.table!r} in {report.target}: {action} {report.rows} rows ({report.seconds:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the main job: bring the stack up and run the factory loop")
     demo.add_argument("--keep-up", action="store_true", help="leave the stack running afterwards")
     demo.set_defaults(handler=_cmd_demo)
+    seed = commands.add_parser("seed", help="load the demo flights into the operational source database")
+    seed.set_defaults(handler=_cmd_seed)
     return parser
 
 
