@@ -17,6 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipelines.config_loading import format_validation_error
 from pipelines.datasets.spec import DatasetSpec, TimeInterval, load_dataset_spec
 from pipelines.datasets.split import SplitRecord, TimeSplit, time_split
 from pipelines.datasets.target import TargetReport, apply_target
@@ -78,10 +79,7 @@ def resolve_request(params: Mapping[str, Any]) -> ResolvedRequest:
     try:
         request = TrainRequest.model_validate(dict(params))
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in error.errors(include_url=False)
-        )
-        raise TrainRequestError(f"invalid factory_train params: {problems}") from None
+        raise TrainRequestError(f"invalid factory_train params: {format_validation_error(error)}") from None
     spec_path = Path(request.dataset_spec)
     spec_path = spec_path if spec_path.is_absolute() else REPOSITORY_ROOT / spec_path
     spec = load_dataset_spec(spec_path)
