@@ -165,11 +165,15 @@ class StackSettings:
         """Triton's own S3 URI form: s3://<scheme>://<host:port>/<bucket>/<prefix>."""
         return f"s3://{self.s3_endpoint}/{self.triton_bucket}/{self.triton_prefix}"
 
-    def database_url(self, component: Literal["airflow", "mlflow"]) -> str:
-        """SQLAlchemy URL of a component's database for the active profile."""
+    def database_url(self, component: Literal["airflow", "mlflow", "source"]) -> str:
+        """SQLAlchemy URL of a component's database for the active profile ("source": the operational data)."""
         if self.profile == "embedded":
-            path = self.airflow_home / "airflow.db" if component == "airflow" else self.mlflow_dir / "mlflow.db"
-            return f"sqlite:///{path}"
+            paths = {
+                "airflow": self.airflow_home / "airflow.db",
+                "mlflow": self.mlflow_dir / "mlflow.db",
+                "source": self.source_database,
+            }
+            return f"sqlite:///{paths[component]}"
         server = self.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
         return f"{server}/{self.database_prefix}_{component}"
 

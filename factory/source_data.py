@@ -37,7 +37,7 @@ def seed_source_database(settings: StackSettings, spec_path: str | Path = DEFAUL
     frame = load_demo_flights()
     if settings.profile == "production":
         target = f"{settings.database_prefix}_source"
-        written = _seed_postgres(_source_postgres_url(settings), frame, table, time_column)
+        written = _seed_postgres(settings.database_url("source"), frame, table, time_column)
     else:
         target = str(settings.source_database)
         written = _seed_sqlite(settings.source_database, frame, table, time_column)
@@ -82,8 +82,3 @@ def _row_count(conn, table: str, exists_query: str) -> int | None:  # conn: any 
         return None
     cursor.execute(f'SELECT COUNT(*) FROM "{table}"')  # the name comes from a validated dataset spec
     return int(cursor.fetchone()[0])
-
-
-def _source_postgres_url(settings: StackSettings) -> str:
-    server = settings.postgres_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
-    return f"{server}/{settings.database_prefix}_source"

@@ -151,3 +151,10 @@ def test_generated_credentials_are_announced_only_by_the_stack_that_created_them
     notice = first.credentials_notice()
     assert notice is not None and first.credentials.airflow_admin_password in notice
     assert Stack(settings, env={}, report=lambda line: None).credentials_notice() is None
+
+
+def test_source_database_follows_the_profile(tmp_path):
+    embedded = StackSettings.from_env({"FACTORY_HOME": str(tmp_path)})
+    assert embedded.database_url("source") == f"sqlite:///{tmp_path.resolve() / 'source' / 'operational.db'}"
+    production = StackSettings.from_env({"FACTORY_HOME": str(tmp_path), "FACTORY_PROFILE": "production"})
+    assert production.database_url("source") == "postgresql+psycopg2://postgres@127.0.0.1:5432/factory_source"
