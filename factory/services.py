@@ -36,6 +36,8 @@ class Service:
     health_expect: tuple[int, ...] = (200,)
     stop_timeout: float = 15.0
     depends_on: tuple[str, ...] = field(default_factory=tuple)
+    # Set when `health_url` is a JSON health report of several components: this one must say "healthy".
+    health_component: str | None = None
 
 
 def connection_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
@@ -227,17 +229,18 @@ def airflow_services(settings: StackSettings, creds: Credentials) -> list[Servic
         depends_on=("s3", "mlflow", "triton"),
         startup_timeout=120,
     )
-    # The scheduler's health is read from the API server's monitor endpoint (see stack.py): it has no port here.
+    # Scheduler, dag-processor and triggerer bind no port: their health is their entry in the API server's report.
     components = [
         Service(
             f"airflow-{component}",
             [airflow, component],
             env,
             {},
-            "",
+            api.health_url,
             depends_on=("airflow-api-server",),
             startup_timeout=120,
             stop_timeout=20,
+            health_component=component.replace("-", "_"),
         )
         for component in AIRFLOW_COMPONENTS
     ]

@@ -184,21 +184,13 @@ class Stack:
         return f"{service.name} {what}. Last lines of {log}:\n{processes.tail(log)}"
 
     def _is_healthy(self, service: Service) -> bool:
-        if service.name.startswith("airflow-") and service.name != "airflow-api-server":
-            component = service.name.removeprefix("airflow-").replace("-", "_")
-            return self._airflow_component_healthy(component)
         try:
             response = httpx.get(service.health_url, timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code in service.health_expect
-
-    def _airflow_component_healthy(self, component: str) -> bool:
-        try:
-            health = httpx.get(f"{self.settings.airflow_url}/api/v2/monitor/health", timeout=2.0).json()
+            if service.health_component is None:
+                return response.status_code in service.health_expect
+            return response.json().get(service.health_component, {}).get("status") == "healthy"
         except (httpx.HTTPError, json.JSONDecodeError):
             return False
-        return health.get(component, {}).get("status") == "healthy"
 
     def _before_start(self, service: Service) -> None:
         if service.name == "airflow-api-server":
@@ -262,7 +254,7 @@ class Stack:
     def _status(self, service: Service) -> ServiceStatus:
         record = processes.read_pid_record(self._pid_file(service))
         proc = record.process() if record else None
-        url = service.health_url.rsplit("/api/", 1)[0] if service.health_url else ""
+        url = service.health_url.rsplit("/api/", 1)[0]
         if proc is None:
             return ServiceStatus(service.name, "stopped", None, url)
         state = "healthy" if self._is_healthy(service) else "running (unhealthy)"
