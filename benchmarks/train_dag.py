@@ -5,6 +5,8 @@ through the REST API with default Params (the spec's initial interval, Jan-Mar 2
 The tasks run one after another (each needs the previous one's output), so the run's wall time is the sum of the
 task durations plus what Airflow adds between them: queueing, scheduling, starting a task process. "Airflow's
 share" is that remainder over the wall time. Task durations include each fresh interpreter's imports.
+Then factory_reproduce re-trains the last registered version from its MLflow record alone: the figure is how many
+of the compared metrics are bit-identical (target: all), and its wall time against the training run's.
 Run: .venv/bin/python benchmarks/train_dag.py [runs]    (target: wall <= 180 s)
 """
 
@@ -23,7 +25,11 @@ from factory.settings import isolated_settings
 from factory.source_data import seed_source_database
 from factory.stack import Stack
 
-TASKS = ("extract_snapshot", "validate_snapshot", "train_model", "evaluate_and_export", "register_model")
+REPRODUCE_DAG_ID = "factory_reproduce"
+TASKS = (
+    "extract_snapshot", "validate_snapshot", "train_model", "evaluate_and_export", "register_model",
+    "gate_candidate", "route_gate_decision", "approve_candidate", "promote_challenger", "record_gate_outcome",
+)  # fmt: skip
 TARGET_WALL_S = 180.0
 
 
@@ -47,6 +53,9 @@ def main() -> None:
                     durations[timing.task_id].append(timing.duration_s)
                 snapshot = client.xcom(DAG_ID, run_id, "extract_snapshot")
                 registered = client.xcom(DAG_ID, run_id, "register_model")
+            reproduce_conf = {"model_name": registered["model_name"], "version": registered["version"]}
+            reproduce_run, reproduce_wall = run_dag(client, REPRODUCE_DAG_ID, reproduce_conf, report=lambda line: None)
+            reproduction = client.xcom(REPRODUCE_DAG_ID, reproduce_run, "compare_and_record")
             client.close()
         finally:
             stack.down()
@@ -63,6 +72,8 @@ def main() -> None:
     overhead = wall - task_total
     print(f"sum of task durations {task_total:.1f} s; Airflow's share of the wall time {overhead / wall:.0%} "
           f"({overhead:.1f} s of queueing, scheduling, task start-up)")  # fmt: skip
+    print(f"factory_reproduce of v{registered['version']}: {reproduction['verdict']}; wall {reproduce_wall:.1f} s "
+          f"({reproduce_wall / wall:.2f}x the training run)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 # Must match pipelines.assembly.DEFAULT_DATASET_SPEC (not imported here: it pulls pandas into DAG parsing).
 DEFAULT_DATASET_SPEC = "pipelines/configs/datasets/flights.yaml"
+DEFAULT_GATE_POLICY = "pipelines/configs/policies/gate.yaml"  # = pipelines.assembly.DEFAULT_GATE_POLICY
 
 
 def record_failure_in_mlflow(context: dict[str, Any]) -> None:
@@ -61,17 +62,10 @@ DEFAULT_ARGS = {
 
 
 def _read_snapshot(snapshot: dict[str, Any]):  # -> (SnapshotManifest, DataFrame); heavy types stay unimported
-    """The snapshot's manifest and rows from S3, hash-verified (a changed object fails here, not in training)."""
-    from factory_providers.s3.hooks import FactoryS3Hook
+    """The snapshot an upstream task extracted, from S3, hash-verified."""
+    from factory_providers.s3.snapshots import read_snapshot
 
-    from pipelines.assembly import DATA_BUCKET, snapshot_keys
-    from pipelines.snapshots import SnapshotManifest, load_snapshot
-
-    s3 = FactoryS3Hook()
-    keys = snapshot_keys(snapshot["dataset"], snapshot["snapshot_id"])
-    manifest = SnapshotManifest.model_validate_json(s3.read_key(keys.manifest, bucket_name=DATA_BUCKET))
-    data = s3.get_key(keys.data, bucket_name=DATA_BUCKET).get()["Body"].read()
-    return manifest, load_snapshot(data, manifest)
+    return read_snapshot(snapshot["dataset"], snapshot["snapshot_id"])
 
 
 def _download(s3, key: str, path) -> None:  # s3: FactoryS3Hook, path: Path (types stay unimported at parse)
@@ -83,7 +77,7 @@ def _download(s3, key: str, path) -> None:  # s3: FactoryS3Hook, path: Path (typ
 
 @dag(
     dag_id="factory_train",
-    schedule=None,
+    schedule=[Asset("factory://retraining/flights")],  # factory_drift's guarded retraining; manual runs still work
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["factory", "training"],
@@ -94,18 +88,25 @@ def _download(s3, key: str, path) -> None:  # s3: FactoryS3Hook, path: Path (typ
             DEFAULT_DATASET_SPEC, type="string", minLength=1, description="Dataset spec YAML (relative to the repo)"
         ),
         "trainer": Param("hgb", enum=["hgb", "logreg", "mlp"], description="Trainer kind"),
+        "source": Param(
+            "table", enum=["table", "files"], description="Extract from the spec's SQL table or its S3 files"
+        ),
         "overrides": Param({}, type="object", description='Hyperparameter overrides, e.g. {"max_iter": 100}'),
         "interval_start": Param(
             None, type=["null", "string"], description="ISO 8601 with timezone; empty: spec's initial interval"
         ),
         "interval_end": Param(None, type=["null", "string"], description="ISO 8601 with timezone (exclusive)"),
         "owner": Param(None, type=["null", "string"], description="Accountable owner; empty: the spec's owner"),
+        "gate_policy": Param(
+            DEFAULT_GATE_POLICY, type="string", minLength=1, description="Gate policy YAML (relative to the repo)"
+        ),
     },
 )
 def factory_train():
     @task
     def extract_snapshot(params: dict[str, Any] | None = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
+        from factory_providers.s3.files import extract_files_interval
         from factory_providers.s3.hooks import FactoryS3Hook
         from factory_providers.source.hooks import EmptyIntervalError, FactorySourceHook
 
@@ -114,14 +115,19 @@ def factory_train():
 
         try:
             request = resolve_request(params or {})
-            source = FactorySourceHook()
-            frame = source.extract_interval(request.spec, request.interval.start, request.interval.end)
+            spec, start, end = request.spec, request.interval.start, request.interval.end
+            if request.source == "files":
+                extraction = extract_files_interval(spec, start, end)
+                frame, source_query = extraction.frame, extraction.source_query
+            else:
+                source = FactorySourceHook()
+                frame, source_query = source.extract_interval(spec, start, end), source.interval_query(spec)
         except (TrainRequestError, EmptyIntervalError) as error:  # retrying cannot fix the request or the data
             raise AirflowFailException(str(error)) from None
         snapshot = build_snapshot(
             frame,
             request.spec,
-            source_query=source.interval_query(request.spec),
+            source_query=source_query,
             interval_start=request.interval.start,
             interval_end=request.interval.end,
         )
@@ -184,36 +190,23 @@ def factory_train():
         snapshot: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
     ) -> dict[str, Any]:
         import tempfile
-        from datetime import UTC, datetime
         from pathlib import Path
 
         from factory_providers.s3.hooks import FactoryS3Hook
 
-        from pipelines.assembly import DATA_BUCKET, TrainingSummary, labelled_split, resolve_request, run_prefix
-        from pipelines.training.factory import train_model as fit_model
+        from pipelines.assembly import DATA_BUCKET, resolve_request, run_prefix
+        from pipelines.train_steps import fit_on_snapshot
 
         request = resolve_request(params or {})
-        spec, label = request.spec, request.spec.target.name
         manifest, frame = _read_snapshot(snapshot)
-        split, target = labelled_split(frame, spec)
-        model = fit_model(
-            request.config, spec.features, split.train, split.train[label], split.validation, split.validation[label]
-        )
-        prefix = run_prefix(spec.name, run_id)
-        summary = TrainingSummary(
-            snapshot_id=manifest.snapshot_id,
-            config=request.config,
-            target=target,
-            split=split.record,
-            fit_summary=model.fit_summary,
-            trained_at=datetime.now(UTC),
-        )
+        fitted = fit_on_snapshot(frame, request.spec, request.config, manifest.snapshot_id)
+        prefix = run_prefix(request.spec.name, run_id)
         s3 = FactoryS3Hook()
         with tempfile.TemporaryDirectory() as tmp:
-            native = model.native_artifact(Path(tmp))
+            native = fitted.model.native_artifact(Path(tmp))
             s3.load_file(str(native), f"{prefix}/model/{native.name}", bucket_name=DATA_BUCKET, replace=True)
         s3.load_string(
-            summary.model_dump_json(indent=2), f"{prefix}/training.json", bucket_name=DATA_BUCKET, replace=True
+            fitted.summary.model_dump_json(indent=2), f"{prefix}/training.json", bucket_name=DATA_BUCKET, replace=True
         )
         return {"prefix": prefix, "native_model_key": f"{prefix}/model/{native.name}"}
 
@@ -226,40 +219,26 @@ def factory_train():
 
         from factory_providers.s3.hooks import FactoryS3Hook
 
-        from pipelines.assembly import DATA_BUCKET, labelled_split, resolve_request
-        from pipelines.evaluation.plots import write_evaluation_plots
-        from pipelines.evaluation.report import evaluate_model
-        from pipelines.export.parity import export_checked
-        from pipelines.export.signature import onnx_inputs_from_frame
+        from pipelines.assembly import DATA_BUCKET, resolve_request
+        from pipelines.train_steps import evaluate_on_snapshot
         from pipelines.training.base import load_trained_model
 
-        spec = resolve_request(params or {}).spec
-        label, prefix = spec.target.name, trained["prefix"]
+        spec, prefix = resolve_request(params or {}).spec, trained["prefix"]
         _, frame = _read_snapshot(snapshot)
-        test = labelled_split(frame, spec)[0].test
         s3 = FactoryS3Hook()
         with tempfile.TemporaryDirectory() as tmp:
             native = Path(s3.download_file(trained["native_model_key"], bucket_name=DATA_BUCKET, local_path=tmp))
-            model = load_trained_model(native)
-            onnx_model, parity = export_checked(model, test)  # raises ParityError beyond 1e-5
-            proba = model.predict_proba(test)
-            report = evaluate_model(
-                test[label],
-                proba,
-                slices={column: test[column] for column in spec.slices},
-                onnx_model=onnx_model,
-                onnx_feeds=onnx_inputs_from_frame(test.head(1000), model.signature),
-            )
+            evaluated = evaluate_on_snapshot(load_trained_model(native), frame, spec, Path(tmp) / "plots")
             outputs = {
-                "model/model.onnx": onnx_model,
-                "evaluation/evaluation.json": report.model_dump_json(indent=2).encode(),
-                "evaluation/parity.json": parity.model_dump_json(indent=2).encode(),
+                "model/model.onnx": evaluated.onnx_model,
+                "evaluation/evaluation.json": evaluated.report.model_dump_json(indent=2).encode(),
+                "evaluation/parity.json": evaluated.parity.model_dump_json(indent=2).encode(),
             }
             for name, data in outputs.items():
                 s3.load_bytes(data, f"{prefix}/{name}", bucket_name=DATA_BUCKET, replace=True)
-            for name, path in write_evaluation_plots(test[label], proba, Path(tmp) / "plots").items():
+            for name, path in evaluated.plots.items():
                 s3.load_file(str(path), f"{prefix}/evaluation/plots/{name}.png", bucket_name=DATA_BUCKET, replace=True)
-        return {"onnx_key": f"{prefix}/model/model.onnx", "roc_auc": report.headline.roc_auc}
+        return {"onnx_key": f"{prefix}/model/model.onnx", "roc_auc": evaluated.report.headline.roc_auc}
 
     @task
     def register_model(
@@ -330,6 +309,7 @@ def factory_train():
                 MlflowHook(),
                 experiment=experiment_name(spec.name),
                 run_name=f"{summary.config.kind}-{run_key(run_id)}",
+                attempt_key=f"factory_train/{run_id}",
                 record=evidence.record,
                 params=evidence.params,
                 metrics=evidence.metrics,
@@ -339,6 +319,7 @@ def factory_train():
                     "training": run_dir / "training.json",
                     "validation": local / "validation",
                     "snapshot": local / "snapshot",
+                    "spec": request.spec_path,  # the dataset spec as trained: `factory_reproduce` re-runs from it
                 },
                 onnx_model=(run_dir / "model" / "model.onnx").read_bytes(),
                 model_name=f"{spec.name}-{summary.config.kind}",
@@ -347,12 +328,103 @@ def factory_train():
             )
         return candidate.model_dump()
 
+    # ----- quality gate: champion vs this version on its own test rows -> (a human) -> `challenger` -----------
+    @task
+    def gate_candidate(
+        snapshot: dict[str, Any], registered: dict[str, Any], params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Decide on the registered version against the champion re-scored from the registry; report + model
+        card into the version's run, verdict as version tags (a rejected version stays, with its report)."""
+        import logging
+
+        from airflow.sdk.exceptions import AirflowFailException
+        from factory_providers.mlflow.aliases import AliasRegistry
+        from factory_providers.mlflow.gate import gate_registered_version
+
+        from pipelines.assembly import labelled_split, resolve_request
+        from pipelines.gate import GateInputError, load_gate_policy
+        from pipelines.gate.card import load_model_card_config
+
+        request = resolve_request(params or {})
+        spec = request.spec
+        _, frame = _read_snapshot(snapshot)
+        with AliasRegistry.connect() as registry:
+            try:
+                outcome, _ = gate_registered_version(
+                    registry,
+                    model_name=registered["model_name"],
+                    version=registered["version"],
+                    rows=labelled_split(frame, spec)[0].test,
+                    label=spec.target.name,
+                    slice_columns=spec.slices,
+                    policy=load_gate_policy(request.gate_policy),
+                    card=load_model_card_config(spec.name, spec.description),
+                )
+            except GateInputError as error:  # the inputs cannot be judged: a retry would not change that
+                raise AirflowFailException(f"gate: {error}") from None
+        logging.getLogger(__name__).info(
+            "gate %s for %s: %s\ngate report: %s", outcome.decision, outcome.ref, outcome.summary, outcome.report_url
+        )
+        return outcome.model_dump(mode="json")
+
+    @task.branch
+    def route_gate_decision(gate: dict[str, Any]) -> str | None:
+        """needs_approval: ask a human; promote: straight to the promotion; reject: nothing more to do."""
+        return {"needs_approval": "approve_candidate", "promote": "promote_challenger"}.get(gate["decision"])
+
+    @task(trigger_rule="none_failed_min_one_success")  # runs after the approval, or directly when none is needed
+    def promote_challenger(gate: dict[str, Any], ti=None) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+        from factory_providers.mlflow.aliases import AliasRegistry
+        from factory_providers.mlflow.gate import promote_to_challenger
+
+        from pipelines.alias_log import AliasConflictError
+        from pipelines.gate.outcome import GateOutcome
+
+        outcome = GateOutcome.model_validate(gate)
+        asked = outcome.decision == "needs_approval"
+        approval = ti.xcom_pull(task_ids="approve_candidate", key="answer") if asked else None
+        step = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
+        with AliasRegistry.connect() as registry:
+            try:
+                move = promote_to_challenger(
+                    registry, outcome, approval=approval, actor=f"airflow:{step}", request_id=step
+                )
+            except AliasConflictError as error:  # the registry moved since the gate ran: its verdict is stale
+                raise AirflowFailException(f"{outcome.ref} not promoted: {error}; re-run the gate") from None
+        return move.model_dump(mode="json")
+
+    @task(trigger_rule="none_failed")  # also after a rejection, when the promotion was skipped
+    def record_gate_outcome(gate: dict[str, Any], ti=None) -> dict[str, Any]:
+        import logging
+
+        from factory_providers.mlflow.gate import set_version_tags
+        from factory_providers.mlflow.hooks import MlflowHook
+
+        from pipelines.gate.outcome import GateOutcome, final_outcome
+
+        outcome = GateOutcome.model_validate(gate)
+        approval = ti.xcom_pull(task_ids="approve_candidate", key="answer")  # the approver's answer, if asked
+        final = final_outcome(outcome, approval, ti.xcom_pull(task_ids="promote_challenger"))
+        with MlflowHook().tracking() as client:
+            set_version_tags(client, outcome.model_name, outcome.version, final.tags)
+        logging.getLogger(__name__).info("%s\ngate report: %s", final.summary, outcome.report_url)
+        return final.model_dump(mode="json")
+
+    from factory_providers.approval.operators import GateApprovalOperator  # plugins/: cheap, no heavy imports
+
     snapshot = extract_snapshot()
     validation = validate_snapshot(snapshot)
     trained = train_model(snapshot)
     validation >> trained  # train only on validated data
     exported = evaluate_and_export(snapshot, trained)
-    register_model(snapshot, validation, trained, exported)
+    registered = register_model(snapshot, validation, trained, exported)
+    gate = gate_candidate(snapshot, registered)
+    approval = GateApprovalOperator(task_id="approve_candidate", gate_task_id="gate_candidate")
+    promoted = promote_challenger(gate)
+    route_gate_decision(gate) >> [approval, promoted]
+    approval >> promoted  # Approve: promote; Reject (or no answer before the timeout): promotion skipped
+    promoted >> record_gate_outcome(gate)
 
 
 factory_train()

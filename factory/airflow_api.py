@@ -1,4 +1,5 @@
-"""A small client of Airflow 3's public REST API (v2): enough to unpause, trigger and follow DAG runs.
+"""A small client of Airflow 3's public REST API (v2): enough to unpause, trigger and follow DAG runs, and to
+answer human-in-the-loop requests.
 
 Used by the main job, the scheduler-path tests and the benchmarks, so all three exercise the same path a user takes
 through the UI: the run is queued by the API server, scheduled by the scheduler and executed by the executor.
@@ -105,6 +106,55 @@ class AirflowClient:
                 TaskTiming(item["task_id"], item.get("state") or "none", item.get("duration") or 0.0, start, end)
             )
         return sorted(timings, key=lambda t: (t.start is None, t.start.timestamp() if t.start else 0.0, t.task_id))
+
+    def wait_for_hitl_request(
+        self, dag_id: str, run_id: str, task_id: str, timeout: float = 600.0, settle: float = 5.0
+    ) -> dict[str, Any]:
+        """Wait until `task_id` waits for a human, then `settle` seconds more; returns its HITL request.
+
+        Why the settle time: in Airflow 3.3.2 an answer that lands within about a second of the task parking
+        resumes it before the scheduler has processed the parked process's exit; the scheduler then sees an
+        executor "success" for a queued task, marks it up_for_retry, and the retry asks again, losing the
+        answer (observed here). A person never answers that fast; a program must wait for the dust to settle.
+        """
+        deadline = time.monotonic() + timeout
+        settled_since: float | None = None
+        while True:
+            task = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+            if task.get("state") in {"failed", "upstream_failed", "skipped", "success"}:
+                raise AirflowApiError(f"{dag_id}/{run_id}/{task_id} ended {task['state']} without asking a human")
+            if task.get("state") == "awaiting_input":
+                settled_since = settled_since or time.monotonic()
+                if time.monotonic() - settled_since >= settle:
+                    return self.hitl_detail(dag_id, run_id, task_id)
+            else:
+                settled_since = None
+            if time.monotonic() > deadline:
+                raise AirflowApiError(f"{dag_id}/{run_id}/{task_id} is {task.get('state')}, not awaiting input")
+            time.sleep(1.0)
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        """The human-in-the-loop request of a task (subject, body, options, defaults, the answer if any)."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails")
+
+    def answer_hitl(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        chosen_options: list[str],
+        params_input: dict[str, Any] | None = None,
+        map_index: int = -1,
+    ) -> dict[str, Any]:
+        """Answer a waiting HITL task as the logged-in user (what the UI's Required Actions page does).
+
+        The API server resumes the task at once; answering twice is refused (409).
+        """
+        return self._call(
+            "PATCH",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails",
+            json={"chosen_options": chosen_options, "params_input": params_input or {}},
+        )
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         entry = self._call(

@@ -1,4 +1,5 @@
-"""`factory` command line: `factory stack up|down|status|logs`, `factory env`, `factory demo`, `factory seed`."""
+"""`factory` command line: `factory stack up|down|status|logs`, `factory env`, `factory demo`, `factory seed`,
+`factory registry history <model>`."""
 
 from __future__ import annotations
 
@@ -48,12 +49,23 @@ def _cmd_demo(args: argparse.Namespace, stack: Stack) -> int:
 
 
 def _cmd_seed(_: argparse.Namespace, stack: Stack) -> int:
-    from factory.source_data import seed_source_database
+    from factory.source_data import seed_demo_sources
 
-    report = seed_source_database(stack.settings)
+    report, files = seed_demo_sources(stack.settings, stack.credentials)
     action = "loaded" if report.written else "already holds"
     print(f"source table {report.table!r} in {report.target}: {action} {report.rows} rows ({report.seconds:.1f} s)")
+    if files is not None:
+        print(
+            f"source files {files.uri_prefix}: {files.written} of {files.files} monthly Parquet files written, "
+            f"the others already there ({files.rows} rows, {files.seconds:.1f} s)"
+        )
     return 0
+
+
+def _cmd_registry(args: argparse.Namespace, stack: Stack) -> int:
+    from factory.registry import print_history
+
+    return print_history(stack, args.model, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
     seed = commands.add_parser("seed", help="load the demo flights into the operational source database")
     seed.set_defaults(handler=_cmd_seed)
+    registry = commands.add_parser("registry", help="the model registry's alias history (who moved what, when, why)")
+    registry_actions = registry.add_subparsers(dest="action", required=True)
+    history = registry_actions.add_parser("history", help="every alias move of a model, and who held what when")
+    history.add_argument("model", help="registered model name, e.g. flights-hgb")
+    history.add_argument("--json", action="store_true", help="print the moves and holdings as JSON")
+    history.set_defaults(handler=_cmd_registry)
     return parser
 
 

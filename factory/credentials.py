@@ -18,6 +18,7 @@ ENV_OVERRIDES = {
     "s3_access_key": "FACTORY_S3_ACCESS_KEY",
     "s3_secret_key": "FACTORY_S3_SECRET_KEY",
     "airflow_admin_password": "FACTORY_AIRFLOW_ADMIN_PASSWORD",
+    "gateway_token": "FACTORY_GATEWAY_TOKEN",
 }
 
 
@@ -30,6 +31,7 @@ class Credentials:
     airflow_api_secret_key: str
     airflow_fernet_key: str
     airflow_admin_user: str = "admin"
+    gateway_token: str = ""  # bearer token of the serving gateway (added later: older files lack it)
 
 
 def _generate() -> Credentials:
@@ -40,6 +42,7 @@ def _generate() -> Credentials:
         airflow_jwt_secret=secrets.token_urlsafe(32),
         airflow_api_secret_key=secrets.token_urlsafe(32),
         airflow_fernet_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        gateway_token=secrets.token_urlsafe(32),
     )
 
 
@@ -65,5 +68,8 @@ def load_or_create(home: Path, env: Mapping[str, str]) -> tuple[Credentials, boo
             stored = Credentials(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as error:
             raise ValueError(f"{path} is not a valid credentials file ({error}); remove it to regenerate") from None
+        if not stored.gateway_token:  # a file from before the gateway: add its token, keep everything else
+            stored = Credentials(**{**asdict(stored), "gateway_token": secrets.token_urlsafe(32)})
+            write_private_json(path, asdict(stored))
     overrides = {field: env[var] for field, var in ENV_OVERRIDES.items() if env.get(var)}
     return Credentials(**{**asdict(stored), **overrides}), created

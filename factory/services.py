@@ -22,6 +22,7 @@ ORCHESTRATION_BIN = Path(sys.executable).parent
 S3_CONN_ID = "factory_s3"
 MLFLOW_CONN_ID = "factory_mlflow"
 TRITON_CONN_ID = "factory_triton"
+GATEWAY_CONN_ID = "factory_gateway"
 SOURCE_CONN_ID = "factory_source"
 
 
@@ -61,6 +62,15 @@ def connection_env(settings: StackSettings, creds: Credentials) -> dict[str, str
             "repository_prefix": settings.triton_prefix,
         },
     }
+    # The serving gateway: its HTTP endpoint and token, and where its routing state lives (RouteStore).
+    gateway = {
+        "conn_type": "http",
+        "host": settings.host,
+        "port": settings.ports.gateway,
+        "schema": "http",
+        "password": creds.gateway_token,
+        "extra": {"redis_url": settings.redis_url, "redis_prefix": settings.gateway_redis_prefix},
+    }
     if settings.profile == "production":
         server = settings.postgres_dsn.removeprefix("postgresql://").rsplit("/", 1)[0]
         login, _, hostport = server.rpartition("@")
@@ -76,6 +86,7 @@ def connection_env(settings: StackSettings, creds: Credentials) -> dict[str, str
         f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(s3),
         f"AIRFLOW_CONN_{MLFLOW_CONN_ID.upper()}": json.dumps(mlflow),
         f"AIRFLOW_CONN_{TRITON_CONN_ID.upper()}": json.dumps(triton),
+        f"AIRFLOW_CONN_{GATEWAY_CONN_ID.upper()}": json.dumps(gateway),
     }
 
 
@@ -205,6 +216,37 @@ def triton(settings: StackSettings, creds: Credentials) -> Service:
     )
 
 
+def gateway(settings: StackSettings, creds: Credentials) -> Service:
+    """The serving gateway (serving/gateway): one replica in front of the stack's Triton, routes in Redis.
+
+    Redis is not a stack service (127.0.0.1:6379 runs on the machine, as PostgreSQL does): without it the
+    gateway still starts and says so on /healthz, and predictions answer 503 until the routing state loads.
+    """
+    env = {
+        **_base_env(),
+        **_aws_env(settings, creds),
+        "FACTORY_GATEWAY_TOKEN": creds.gateway_token,
+        "FACTORY_GATEWAY_HOST": settings.host,
+        "FACTORY_PORT_GATEWAY": str(settings.ports.gateway),
+        "FACTORY_GATEWAY_POOLS": json.dumps({"default": [settings.triton_http_url]}),
+        "FACTORY_REDIS_URL": settings.redis_url,
+        "FACTORY_GATEWAY_REDIS_PREFIX": settings.gateway_redis_prefix,
+        "FACTORY_GATEWAY_REPLICA_ID": f"local-{settings.ports.gateway}",
+        "FACTORY_GATEWAY_SAMPLE_SHARE": str(settings.gateway_sample_share),
+        "FACTORY_GATEWAY_SAMPLE_BUCKET": settings.data_bucket,
+        "FACTORY_GATEWAY_S3_ENDPOINT": settings.s3_endpoint,
+    }
+    return Service(
+        "gateway",
+        [str(ORCHESTRATION_BIN / "python"), "-m", "serving.gateway"],
+        env,
+        {"gateway": settings.ports.gateway},
+        f"{settings.gateway_url}/healthz",
+        depends_on=("s3", "triton"),
+        stop_timeout=15,  # SIGTERM: drain requests, flush the last samples to S3
+    )
+
+
 AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 
 
@@ -253,5 +295,6 @@ def all_services(settings: StackSettings, creds: Credentials) -> list[Service]:
         seaweedfs(settings),
         mlflow(settings, creds),
         triton(settings, creds),
+        gateway(settings, creds),
         *airflow_services(settings, creds),
     ]

@@ -40,6 +40,7 @@ class Ports:
     triton_grpc: int = 8001
     triton_metrics: int = 8002
     airflow: int = 8080
+    gateway: int = 8090
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Ports:
@@ -94,6 +95,10 @@ class StackSettings:
     region: str = "us-east-1"
     triton_venv: Path = PROJECT_ROOT / ".venv-triton"
     airflow_parallelism: int = 4
+    # The serving gateway's routing state (Redis: replicas must agree) and its monitoring sample share.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    gateway_redis_prefix: str = "factory:gateway"
+    gateway_sample_share: float = 1.0  # local traffic is small: log all of it for the monitor
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
@@ -114,6 +119,11 @@ class StackSettings:
             triton_venv=_project_path(merged.get("FACTORY_TRITON_VENV") or ".venv-triton"),
             airflow_parallelism=_parse_positive(
                 "FACTORY_AIRFLOW_PARALLELISM", merged.get("FACTORY_AIRFLOW_PARALLELISM") or "4"
+            ),
+            redis_url=merged.get("FACTORY_REDIS_URL") or cls.redis_url,
+            gateway_redis_prefix=merged.get("FACTORY_GATEWAY_REDIS_PREFIX") or cls.gateway_redis_prefix,
+            gateway_sample_share=_parse_share(
+                "FACTORY_GATEWAY_SAMPLE_SHARE", merged.get("FACTORY_GATEWAY_SAMPLE_SHARE") or "1.0"
             ),
         )
 
@@ -161,6 +171,10 @@ class StackSettings:
         return f"http://{self.host}:{self.ports.airflow}"
 
     @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.ports.gateway}"
+
+    @property
     def triton_repository_uri(self) -> str:
         """Triton's own S3 URI form: s3://<scheme>://<host:port>/<bucket>/<prefix>."""
         return f"s3://{self.s3_endpoint}/{self.triton_bucket}/{self.triton_prefix}"
@@ -184,6 +198,8 @@ def isolated_settings(home: Path, **extra: str) -> StackSettings:
 
     names = [field.name for field in fields(Ports)]
     env = {f"FACTORY_PORT_{name.upper()}": str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
+    # Its own routing-state keys too: Redis is shared with the developer's stack and other test sessions.
+    env["FACTORY_GATEWAY_REDIS_PREFIX"] = f"factory-test:{os.getpid()}-{env['FACTORY_PORT_GATEWAY']}:gateway"
     return StackSettings.from_env({"FACTORY_HOME": str(home), **env, **extra})
 
 
@@ -191,6 +207,16 @@ def _parse_positive(variable: str, raw: str) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise SettingsError(f"{variable}={raw!r} must be a positive integer")
     return int(raw)
+
+
+def _parse_share(variable: str, raw: str) -> float:
+    try:
+        share = float(raw)
+    except ValueError:
+        raise SettingsError(f"{variable}={raw!r} is not a number") from None
+    if not 0 <= share <= 1:
+        raise SettingsError(f"{variable}={share} is outside 0-1")
+    return share
 
 
 def _project_path(value: str) -> Path:

@@ -98,7 +98,8 @@ class Stack:
         return (
             f"Credentials were generated for this stack (shown once; kept in {s.home / 'credentials.json'}):\n"
             f"  Airflow UI  {s.airflow_url}  user {creds.airflow_admin_user}  password {creds.airflow_admin_password}\n"
-            f"  S3          {s.s3_endpoint}  access key {creds.s3_access_key}  secret {creds.s3_secret_key}"
+            f"  S3          {s.s3_endpoint}  access key {creds.s3_access_key}  secret {creds.s3_secret_key}\n"
+            f"  Gateway     {s.gateway_url}  bearer token {creds.gateway_token}"
         )
 
     def airflow_env(self) -> dict[str, str]:

@@ -28,6 +28,7 @@ from pipelines.training.config import TrainingConfig, default_training_config, m
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET_SPEC = "pipelines/configs/datasets/flights.yaml"
+DEFAULT_GATE_POLICY = "pipelines/configs/policies/gate.yaml"
 DATA_BUCKET = "factory-data"
 CANDIDATE_ALIAS = "candidate"
 # How the embedded (SQLite) source stores timestamps: ISO 8601 UTC text, which sorts like the instants it names,
@@ -47,7 +48,9 @@ class TrainRequest(BaseModel):
 
     dataset_spec: str = Field(default=DEFAULT_DATASET_SPEC, min_length=1)
     trainer: Literal["hgb", "logreg", "mlp"] = "hgb"
+    source: Literal["table", "files"] = "table"
     overrides: dict[str, Any] = Field(default_factory=dict)
+    gate_policy: str = Field(default=DEFAULT_GATE_POLICY, min_length=1)
     interval_start: AwareDatetime | None = None
     interval_end: AwareDatetime | None = None
     owner: str | None = None
@@ -68,6 +71,8 @@ class ResolvedRequest:
     config: TrainingConfig
     interval: TimeInterval
     owner: str
+    source: Literal["table", "files"] = "table"
+    gate_policy: Path = REPOSITORY_ROOT / DEFAULT_GATE_POLICY
 
 
 def resolve_request(params: Mapping[str, Any]) -> ResolvedRequest:
@@ -83,14 +88,29 @@ def resolve_request(params: Mapping[str, Any]) -> ResolvedRequest:
     spec_path = Path(request.dataset_spec)
     spec_path = spec_path if spec_path.is_absolute() else REPOSITORY_ROOT / spec_path
     spec = load_dataset_spec(spec_path)
+    if request.source == "files" and spec.source.files is None:
+        raise TrainRequestError(
+            f"source: 'files' asked for, but dataset spec {spec.name!r} ({spec_path}) has no source.files block; "
+            "use source 'table' or declare source.files (uri_prefix, format) in the spec"
+        )
     config = merge_overrides(default_training_config(request.trainer), request.overrides)
+    gate_policy = _repository_path(request.gate_policy)
+    if not gate_policy.is_file():  # checked here so a typo fails the first task, not the gate after training
+        raise TrainRequestError(f"gate_policy: {gate_policy} is not a file")
     return ResolvedRequest(
         spec=spec,
         spec_path=spec_path,
         config=config,
         interval=_interval(request, spec),
         owner=request.owner or spec.owner,
+        source=request.source,
+        gate_policy=gate_policy,
     )
+
+
+def _repository_path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else REPOSITORY_ROOT / path
 
 
 def _interval(request: TrainRequest, spec: DatasetSpec) -> TimeInterval:
@@ -154,19 +174,27 @@ def source_time_text(moment: datetime) -> str:
 
 
 def conform_source_frame(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Type what a SQL driver returned as the spec declares it, where the driver cannot know.
+    """Type what a source returned as the spec declares it, where the reader cannot know.
 
-    The time column becomes UTC timestamps (SQLite returns text, PostgreSQL offset-aware datetimes), and a
-    numeric column that is entirely NULL in this interval (e.g. gusts in a calm fortnight) becomes float64
-    instead of an object column of None, which would change the snapshot's schema with the weather. Anything
-    else is left alone: wrong types are validation's job to report, not extraction's to hide.
+    The time column becomes UTC timestamps in nanoseconds (SQLite returns text, PostgreSQL offset-aware
+    datetimes, Parquet files may hold microseconds), and a numeric column that is entirely NULL in this interval
+    (e.g. gusts in a calm fortnight) becomes float64 instead of an object column of None, which would change the
+    snapshot's schema with the weather. A missing string is None whatever the reader made of it (CSV gives NaN,
+    and an all-NaN column would otherwise be encoded as float): the same rows from a table or from files must
+    give the same snapshot. Anything else is left alone: wrong types are validation's job to report, not
+    extraction's to hide.
     """
     conformed = frame.copy()
     time_column = spec.time_column
-    conformed[time_column] = pd.to_datetime(conformed[time_column], utc=True, format="ISO8601")
+    conformed[time_column] = pd.to_datetime(conformed[time_column], utc=True, format="ISO8601").dt.as_unit("ns")
     for name, column in spec.expectations.columns.items():
-        if name in conformed and column.type in _NUMERIC_LOGICAL_TYPES and conformed[name].isna().all():
-            conformed[name] = conformed[name].astype("float64")
+        if name not in conformed:
+            continue
+        values = conformed[name]
+        if column.type in _NUMERIC_LOGICAL_TYPES and values.isna().all():
+            conformed[name] = values.astype("float64")
+        elif column.type == "string":
+            conformed[name] = values.astype(object).where(values.notna(), None)
     return conformed
 
 
@@ -254,10 +282,16 @@ def run_evidence(
         "target": summary.target.model_dump(mode="json"),
         "split": summary.split.model_dump(mode="json"),
         "interval": request.interval.model_dump(mode="json"),
+        "source": request.source,  # table or files: the manifest's source_query says which objects or query
     }
+    return RunEvidence(record=record, params=flatten_params(sections), metrics=run_metrics(evaluation, summary, parity))
+
+
+def run_metrics(evaluation: EvaluationReport, summary: TrainingSummary, parity: ParityReport) -> dict[str, float]:
+    """Every metric a training run logs: evaluation (headline, slices, latency, size), fit summary, parity."""
     metrics = evaluation_metrics(evaluation) | {f"fit.{name}": value for name, value in summary.fit_summary.items()}
     metrics["parity.max_abs_diff"] = parity.max_abs_diff
-    return RunEvidence(record=record, params=flatten_params(sections), metrics=metrics)
+    return metrics
 
 
 def flatten_params(sections: Mapping[str, Any]) -> dict[str, str]:

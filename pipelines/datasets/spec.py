@@ -9,19 +9,19 @@ naming the file and the field, instead of deep inside a training run.
 from __future__ import annotations
 
 import ast
-import string
-from datetime import datetime
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from pipelines.config_loading import StrictModel, load_yaml_model
 from pipelines.datasets.expectations import NUMERIC_TYPES, ExpectationsSpec
 from pipelines.features import FeatureSpec
 
-_URI_PLACEHOLDERS = frozenset({"start", "end"})
+# Bucket names as S3 allows them (3-63 characters); then zero or more non-empty folder segments, each ending in /.
+_S3_PREFIX = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:[^/]+/)*")
 
 
 class DatasetSpecError(ValueError):
@@ -41,8 +41,41 @@ class TimeInterval(StrictModel):
         return self
 
 
+class FileSourceSpec(StrictModel):
+    """Files in S3 holding the same rows as the table: every object under `uri_prefix` (sub-folders included)
+    whose name ends with the format's extension. Producers drop files there; which file holds which time range
+    does not matter, the time column decides."""
+
+    uri_prefix: str = Field(description="'s3://bucket/prefix/', ending in '/'; 's3://bucket/' is the whole bucket")
+    format: Literal["parquet", "csv"]
+
+    @field_validator("uri_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _S3_PREFIX.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an S3 folder URI like 's3://bucket/prefix/' (lower-case bucket name, "
+                "no empty path segment, ending in '/')"
+            )
+        return value
+
+    @property
+    def bucket(self) -> str:
+        return self.uri_prefix.removeprefix("s3://").split("/", 1)[0]
+
+    @property
+    def key_prefix(self) -> str:
+        """The key prefix inside the bucket ('' for the whole bucket)."""
+        return self.uri_prefix.removeprefix("s3://").split("/", 1)[1]
+
+    @property
+    def extension(self) -> str:
+        return f".{self.format}"
+
+
 class SourceSpec(StrictModel):
-    """Where rows come from: a table in the operational database, ordered by `time_column`."""
+    """Where rows come from: a table in the operational database (the default source), ordered by
+    `time_column`, and optionally the same rows as files in S3 (`files`)."""
 
     table: str = Field(min_length=1)
     time_column: str = Field(min_length=1)
@@ -50,32 +83,7 @@ class SourceSpec(StrictModel):
         default_factory=list,
         description="With the time column, identify a row; they fix the row order of snapshots.",
     )
-    s3_uri_pattern: str | None = Field(
-        default=None,
-        description="Optional file drop location, e.g. 's3://raw/flights/{start:%Y-%m-%d}.parquet'; "
-        "placeholders {start} and {end} are the interval bounds.",
-    )
-
-    @model_validator(mode="after")
-    def _check_uri_pattern(self) -> SourceSpec:
-        if self.s3_uri_pattern is None:
-            return self
-        if not self.s3_uri_pattern.startswith("s3://"):
-            raise ValueError(f"s3_uri_pattern must start with 's3://': {self.s3_uri_pattern!r}")
-        try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(self.s3_uri_pattern) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"s3_uri_pattern is not a valid format string: {exc}") from exc
-        unknown = sorted(fields - _URI_PLACEHOLDERS)
-        if unknown:
-            raise ValueError(f"s3_uri_pattern uses unknown placeholders {unknown}; allowed: start, end")
-        return self
-
-    def s3_uri(self, start: datetime, end: datetime) -> str:
-        """The file URI for one extraction interval."""
-        if self.s3_uri_pattern is None:
-            raise ValueError(f"source table {self.table!r} has no s3_uri_pattern")
-        return self.s3_uri_pattern.format(start=start, end=end)
+    files: FileSourceSpec | None = None
 
 
 class TargetSpec(StrictModel):

@@ -100,7 +100,7 @@ def decide_promotion(
     if champion is None:
         checks = _value_checks(new, None, policy) + _serving_checks(challenger.serving, None, policy)
         return _report(y, checks, policy, first_model=True)
-    _require_same_signature(challenger.signature, champion.signature)
+    require_same_signature(challenger.signature, champion.signature)
     _, champion_scores = as_binary_arrays(y, champion.scores)
     old = _score(y, champion_scores, slice_values, policy)
     checks = [
@@ -308,7 +308,7 @@ def _agreement(new: np.ndarray, old: np.ndarray, policy: GatePolicy) -> GateChec
     return agreement_check(share, min_share=policy.agreement.min_share, review_below=policy.approval.min_agreement)
 
 
-def _require_same_signature(challenger: ModelSignature, champion: ModelSignature) -> None:
+def require_same_signature(challenger: ModelSignature, champion: ModelSignature) -> None:
     if challenger == champion:
         return
     problems = []

@@ -12,7 +12,7 @@ rules, and why each exists:
   customers you cannot afford to hurt while the average improves).
 - `serving`: the exported model's in-process latency and size, the floor under the served cost.
 - `agreement` / `approval`: a model that changes many decisions, or a critical slice that only just passes,
-  goes to a human instead of straight to production.
+  goes to a human instead of straight to production; unanswered within `response_timeout_hours`, it is rejected.
 """
 
 from __future__ import annotations
@@ -163,6 +163,8 @@ class ApprovalPolicy(StrictModel):
 
     min_agreement: float | None = Field(None, ge=0, le=1)
     critical_slice_margin: NonNegativeFloat | None = None
+    # How long a human has to answer; then the request takes its default, Reject: silence never promotes.
+    response_timeout_hours: PositiveFloat = 24.0
 
 
 class BootstrapPolicy(StrictModel):

@@ -1,9 +1,10 @@
 """factory_train end to end on the live stack: seeded source DB -> S3 snapshot -> MLflow run -> `candidate` version.
 
-One child process (Airflow binds its metadata DB at import: the child must use the live stack's) runs three
+One child process (Airflow binds its metadata DB at import: the child must use the live stack's) runs four
 dag.test() runs back to back, sharing its warm imports: the full DAG on two weeks of January, the same interval
-again with everything after extraction marked success (the snapshot must be reused, not rewritten), and an empty
-interval (extraction must fail, and the failure must show up in MLflow). The tests then check the real services.
+again with everything after extraction marked success (the snapshot must be reused, not rewritten), an empty
+interval (extraction must fail, and the failure must show up in MLflow), and `factory_reproduce` of the first
+run's version (identical metrics from the record alone). The tests then check the real services.
 """
 
 from __future__ import annotations
@@ -28,18 +29,27 @@ from tests.integration.conftest import stack_subprocess_env
 pytestmark = pytest.mark.services
 
 DAG_ID = "factory_train"
-TWO_WEEKS = {"interval_start": "2013-01-01T00:00:00Z", "interval_end": "2013-01-15T00:00:00Z", "owner": "tests"}
+REPRODUCE_DAG_ID = "factory_reproduce"
+# The override also proves the trigger form's hyperparameters reach the model and its record.
+TWO_WEEKS = {
+    "interval_start": "2013-01-01T00:00:00Z",
+    "interval_end": "2013-01-15T00:00:00Z",
+    "owner": "tests",
+    "overrides": {"max_iter": 150},
+}
 EMPTY_INTERVAL = {"interval_start": "2015-01-01T00:00:00Z", "interval_end": "2015-01-15T00:00:00Z"}
-AFTER_EXTRACTION = "^(validate_snapshot|train_model|evaluate_and_export|register_model)$"
+AFTER_EXTRACTION = (
+    "^(validate_snapshot|train_model|evaluate_and_export|register_model"
+    "|gate_candidate|route_gate_decision|approve_candidate|promote_challenger|record_gate_outcome)$"
+)
 
 CHILD = f"""
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder={str(PROJECT_ROOT / "dags" / "factory_train.py")!r})
+bag = DagBag(dag_folder={str(PROJECT_ROOT / "dags")!r})
 assert not bag.import_errors, bag.import_errors
-dag = bag.get_dag({DAG_ID!r})
-for name, conf, skip in json.loads(sys.argv[1]):
-    run = dag.test(run_conf=conf, mark_success_pattern=skip)
+for name, dag_id, conf, skip in json.loads(sys.argv[1]):
+    run = bag.get_dag(dag_id).test(run_conf=conf, mark_success_pattern=skip)
     print("DAGRUN " + json.dumps({{"name": name, "state": str(run.state), "run_id": run.run_id}}), flush=True)
 """
 
@@ -52,8 +62,13 @@ def seeded_stack(live_stack: Stack) -> Stack:
 
 @pytest.fixture(scope="module")
 def train_runs(seeded_stack: Stack) -> dict[str, dict[str, Any]]:
-    """name -> {state, run_id} of the three runs (first, rerun, empty)."""
-    plan = [("first", TWO_WEEKS, None), ("rerun", TWO_WEEKS, AFTER_EXTRACTION), ("empty", EMPTY_INTERVAL, None)]
+    """name -> {state, run_id}: train (first, rerun, empty interval), then reproduce the first run's version."""
+    plan = [
+        ("first", DAG_ID, TWO_WEEKS, None),
+        ("rerun", DAG_ID, TWO_WEEKS, AFTER_EXTRACTION),
+        ("empty", DAG_ID, EMPTY_INTERVAL, None),
+        ("reproduce", REPRODUCE_DAG_ID, {"model_name": "flights-hgb", "version": "@candidate"}, None),
+    ]
     result = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(plan)], env=stack_subprocess_env(seeded_stack), capture_output=True,
         text=True, timeout=900, check=False,
@@ -63,7 +78,9 @@ def train_runs(seeded_stack: Stack) -> dict[str, dict[str, Any]]:
         for line in result.stdout.splitlines()
         if line.startswith("DAGRUN ")
     }
-    assert set(runs) == {"first", "rerun", "empty"}, result.stdout[-3000:] + result.stderr[-3000:]
+    assert set(runs) == {name for name, *_ in plan}, result.stdout[-3000:] + result.stderr[-3000:]
+    for run in runs.values():  # task errors of the child, for the assertion message of a run that failed
+        run["errors"] = [line for line in result.stdout.splitlines() if "ERROR" in line or "Error:" in line][-20:]
     return runs
 
 
@@ -115,9 +132,10 @@ def test_mlflow_run_holds_record_params_metrics_and_artifacts(train_runs, airflo
     assert run.data.tags["governance.owner"] == "tests"
     params = run.data.params
     assert params["config.kind"] == "hgb"
-    assert params["config.params.max_iter"] == "300"
+    assert params["config.params.max_iter"] == "150"  # the Params override, not the checked-in 300
     assert params["features.version"] == spec.features.version
     assert params["interval.start"] == "2013-01-01T00:00:00Z"
+    assert params["source"] == "table"
     assert int(params["split.rows.train"]) > int(params["split.rows.test"]) > 0
     metrics = run.data.metrics
     assert 0.5 < metrics["test.roc_auc"] <= 1.0
@@ -153,7 +171,7 @@ def test_model_version_has_alias_candidate_and_lineage_tags(train_runs, mlflow_c
     run = _training_run(mlflow_client, train_runs["first"]["run_id"])
     assert version.version == registered["version"]
     assert version.run_id == run.info.run_id
-    assert version.tags == {
+    assert {key: version.tags[key] for key in ("run_id", "snapshot_id", "feature_spec_version")} == {
         "run_id": run.info.run_id,
         "snapshot_id": run.data.tags["data.snapshot_id"],
         "feature_spec_version": resolve_request(TWO_WEEKS).spec.features.version,
@@ -206,3 +224,24 @@ def test_source_hook_names_a_missing_table_and_missing_columns(seeded_stack, sta
     extra_column = spec.model_copy(update={"expectations": spec.expectations.model_copy(update={"columns": columns})})
     with pytest.raises(SourceExtractionError, match=r"lacks columns \['gate'\]"):
         FactorySourceHook().extract_interval(extra_column, interval.start, interval.end)
+
+
+def test_reproducing_the_version_from_its_record_gives_identical_metrics(train_runs, airflow, mlflow_client, tmp_path):
+    assert train_runs["reproduce"]["state"] == "success", train_runs["reproduce"]["errors"]
+    recorded = airflow.xcom(REPRODUCE_DAG_ID, train_runs["reproduce"]["run_id"], "fetch_record")
+    original = _training_run(mlflow_client, train_runs["first"]["run_id"])
+    assert recorded["run_id"] == original.info.run_id
+    outcome = airflow.xcom(REPRODUCE_DAG_ID, train_runs["reproduce"]["run_id"], "compare_and_record")
+    report_path = mlflow_client.download_artifacts(outcome["mlflow_run_id"], "reproduction.json", str(tmp_path))
+    report = json.loads(Path(report_path).read_text())
+    assert report["identical"] is True
+    compared = {metric["name"]: metric for metric in report["metrics"]}
+    # Bit-identical quality metrics, read back from MLflow on both sides; timings are not compared.
+    assert compared["test.roc_auc"]["original"] == original.data.metrics["test.roc_auc"]
+    assert compared["test.roc_auc"]["reproduced"] == original.data.metrics["test.roc_auc"]
+    assert any(name.startswith("test.slice.carrier.") for name in compared)
+    assert not any(name.startswith("latency.") for name in compared)
+    layers = {layer["layer"]: layer for layer in report["layers"]}
+    assert layers["data"]["same"] and layers["features"]["same"] and layers["config"]["same"]
+    version = mlflow_client.get_model_version("flights-hgb", recorded["version"])
+    assert version.tags["reproduction.last"] == "identical"

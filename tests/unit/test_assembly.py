@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipelines.assembly import (
     TrainRequestError,
@@ -97,3 +98,34 @@ def test_conform_source_frame_types_time_and_all_null_numeric_columns():
     assert str(conformed[spec.time_column].dtype) == "datetime64[ns, UTC]"
     assert conformed[numeric].dtype == "float64"
     assert frame[numeric].dtype == object  # the input is not modified
+
+
+def test_source_defaults_to_the_table_and_files_need_a_files_block(tmp_path):
+    assert resolve_request({}).source == "table"
+    assert resolve_request({"source": "files"}).source == "files"
+    with pytest.raises(TrainRequestError, match=r"source: Input should be 'table' or 'files'"):
+        resolve_request({"source": "kafka"})
+    raw = yaml.safe_load(resolve_request({}).spec_path.read_text())
+    del raw["source"]["files"]
+    without_files = tmp_path / "no_files.yaml"
+    without_files.write_text(yaml.safe_dump(raw))
+    assert resolve_request({"dataset_spec": str(without_files)}).source == "table"
+    with pytest.raises(
+        TrainRequestError, match=r"source: 'files' asked for, but dataset spec 'flights' .* no source\.files"
+    ):
+        resolve_request({"dataset_spec": str(without_files), "source": "files"})
+
+
+def test_conform_source_frame_gives_nanosecond_times_and_none_for_missing_strings():
+    spec = resolve_request({}).spec
+    frame = pd.DataFrame(
+        {
+            spec.time_column: pd.Series(pd.to_datetime(["2013-01-01T05:00:00Z"]).as_unit("us")),
+            "carrier": [float("nan")],  # CSV's missing string, in an all-missing column: float64
+            "dest": pd.Series(["JFK"], dtype=object),
+        }
+    )
+    conformed = conform_source_frame(frame, spec)
+    assert str(conformed[spec.time_column].dtype) == "datetime64[ns, UTC]"
+    assert conformed["carrier"].dtype == object and conformed["carrier"].tolist() == [None]
+    assert conformed["dest"].tolist() == ["JFK"]

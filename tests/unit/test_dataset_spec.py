@@ -90,11 +90,20 @@ def test_flights_raw_schema_matches_the_demo_frame(flights_spec: DatasetSpec, de
     assert list(demo_flights.columns) == flights_spec.raw_columns
 
 
-def test_s3_uri_pattern_renders_interval_bounds(flights_spec: DatasetSpec) -> None:
-    window = flights_spec.split.initial_interval
-    assert window is not None
-    uri = flights_spec.source.s3_uri(window.start, window.end)
-    assert uri == "s3://factory-raw/flights/2013-01-01_2013-04-01.parquet"
+def test_flights_spec_names_its_file_drop(flights_spec: DatasetSpec) -> None:
+    files = flights_spec.source.files
+    assert files is not None
+    assert (files.uri_prefix, files.format) == ("s3://factory-data/raw/flights/", "parquet")
+    assert (files.bucket, files.key_prefix, files.extension) == ("factory-data", "raw/flights/", ".parquet")
+
+
+def test_files_block_is_optional_and_a_bucket_root_is_a_prefix(tmp_path: Path, flights_raw: dict[str, Any]) -> None:
+    without = copy.deepcopy(flights_raw)
+    del without["source"]["files"]
+    assert load_dataset_spec(write_spec(tmp_path, without, "no_files.yaml")).source.files is None
+    root = mutated(flights_raw, "source.files", {"uri_prefix": "s3://drops/", "format": "csv"})
+    files = load_dataset_spec(write_spec(tmp_path, root, "root.yaml")).source.files
+    assert files is not None and (files.bucket, files.key_prefix, files.extension) == ("drops", "", ".csv")
 
 
 # --- malformed specs: errors name the file and the field --------------------------------------------------
@@ -114,7 +123,13 @@ def test_s3_uri_pattern_renders_interval_bounds(flights_spec: DatasetSpec) -> No
         ("target.source_column", "carrier", r"target\.source_column: 'carrier' must be a numeric raw column"),
         ("split.train", 0.9, r"train \+ validation \+ test must be 1, got 1\.2"),
         ("split.method", "random", r"split: Input tag 'random' found using 'method' does not match"),
-        ("source.s3_uri_pattern", "s3://b/{day}.parquet", r"unknown placeholders \['day'\]"),
+        ("source.s3_uri_pattern", "s3://b/x/", r"source\.s3_uri_pattern: Extra inputs are not permitted"),
+        ("source.files.format", "xlsx", r"source\.files\.format: Input should be 'parquet' or 'csv'"),
+        ("source.files.uri_prefix", "s3://factory-data/raw", r"source\.files\.uri_prefix: .*is not an S3 folder URI"),
+        ("source.files.uri_prefix", "/data/raw/flights/", r"source\.files\.uri_prefix: .*is not an S3 folder URI"),
+        ("source.files.uri_prefix", "s3://Factory_Data/raw/", r"source\.files\.uri_prefix: .*is not an S3 folder URI"),
+        ("source.files.uri_prefix", "s3://factory-data//raw/", r"source\.files\.uri_prefix: .*is not an S3 folder URI"),
+        ("source.files", {"uri_prefix": "s3://factory-data/raw/"}, r"source\.files\.format: Field required"),
         ("expectations.columns.distance.categories", {"values": ["a"]}, r"categories need a string column"),
         (
             "expectations.columns.hour.range",

@@ -34,9 +34,10 @@ def write(tmp_path: Path, policy: object) -> Path:
 def test_checked_in_policy_loads_with_its_rules() -> None:
     policy = load_gate_policy()
 
-    assert (policy.name, policy.version) == ("flights-delay-gate", "1.0.0")
+    assert (policy.name, policy.version) == ("flights-delay-gate", "1.1.0")
     assert (policy.bootstrap.n_resamples, policy.bootstrap.confidence) == (1000, 0.95)
-    assert policy.value_bounds["roc_auc"].min == 0.70
+    assert policy.value_bounds["roc_auc"].min == 0.65  # the demo's Q1 model scores 0.710 (see the YAML)
+    assert policy.approval.response_timeout_hours == 24
     assert [rule.metric for rule in policy.changes if rule.min_improvement] == ["roc_auc"]
     assert ("origin", "JFK") in policy.slices.critical_pairs()
     assert policy.serving.max_p99_ms == 10.0

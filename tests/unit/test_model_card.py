@@ -148,7 +148,7 @@ def test_latency_cost_gate_and_lineage_sections(inputs: ModelCardInputs) -> None
     assert "| Batch throughput, one core | 100,000 rows/s |" in card  # 256 rows in 2.56 ms
     assert "| Compute cost per million rows | $0.0001 at $0.05/core-hour |" in card  # 10 s x $0.05 / 3600
     assert "| Model size | 156,432 bytes |" in card
-    assert f"Decision: {gate.decision} (policy flights-delay-gate version 1.0.0)." in card
+    assert f"Decision: {gate.decision} (policy flights-delay-gate version {gate.policy_version})." in card
     assert gate.summary in card
     assert "| change/roc_auc | pass |" in card  # a supported improvement is listed next to the failures
     assert f"| MLflow run | [{RUN_URL}]({RUN_URL}) |" in card

@@ -12,6 +12,12 @@ from airflow.sdk import BaseHook
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+HEALTH_TIMEOUT_S = 5.0
+
+
+class MlflowUnavailableError(ConnectionError):
+    """The tracking server does not answer: a retry later can help, nothing has been logged."""
+
 
 class MlflowHook(BaseHook):
     conn_name_attr = "mlflow_conn_id"
@@ -44,6 +50,7 @@ class MlflowHook(BaseHook):
                 if value:
                     os.environ[key] = value
             uri = self.get_tracking_uri()
+            self.check_health(uri)
             mlflow.set_tracking_uri(uri)
             yield mlflow.MlflowClient(tracking_uri=uri)
         finally:
@@ -53,3 +60,20 @@ class MlflowHook(BaseHook):
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def check_health(self, uri: str) -> None:
+        """Fail fast, naming the server, instead of inside MLflow's client after minutes of retries."""
+        import requests
+
+        try:
+            response = requests.get(f"{uri}/health", timeout=HEALTH_TIMEOUT_S)
+        except requests.RequestException as error:
+            raise MlflowUnavailableError(
+                f"MLflow tracking server {uri} (connection {self.mlflow_conn_id!r}) is unreachable: "
+                f"{type(error).__name__}"
+            ) from None
+        if response.status_code != 200:
+            raise MlflowUnavailableError(
+                f"MLflow tracking server {uri} (connection {self.mlflow_conn_id!r}) is unhealthy: "
+                f"/health answered {response.status_code}"
+            )

@@ -10,6 +10,7 @@ opened here with the standard library, read-only: extraction must never change t
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,32 @@ class SourceExtractionError(RuntimeError):
 
 class EmptyIntervalError(SourceExtractionError):
     """The interval holds no rows: nothing to snapshot, and retrying will not change that."""
+
+
+# ----- messages shared by every source (this table, the S3 files of `factory_providers.s3.files`) ------------
+def check_interval(start: datetime, end: datetime) -> None:
+    if start >= end:
+        raise SourceExtractionError(f"interval start {start.isoformat()} is not before end {end.isoformat()}")
+
+
+def lacks_columns_error(
+    subject: str, spec: DatasetSpec, missing: list[str], present: Iterable[str], *, noun: str
+) -> SourceExtractionError:
+    """`subject` (e.g. "source table 'flights'") does not hold every raw column the spec declares."""
+    return SourceExtractionError(
+        f"{subject} lacks columns {missing} that dataset spec {spec.name!r} {spec.version} "
+        f"declares ({noun} has {sorted(present)})"
+    )
+
+
+def empty_interval_error(
+    subject: str, spec: DatasetSpec, start: datetime, end: datetime, held: str
+) -> EmptyIntervalError:
+    """No row of `subject` falls in [start, end); `held` says what the source does hold, to spot a wrong interval."""
+    return EmptyIntervalError(
+        f"no rows in {subject} with {spec.time_column} in [{start.isoformat()}, {end.isoformat()}): "
+        f"nothing to snapshot ({held})"
+    )
 
 
 class FactorySourceHook(DbApiHook):
@@ -107,12 +134,11 @@ class FactorySourceHook(DbApiHook):
         """The source rows with `start <= time < end`, typed as the spec declares (see `conform_source_frame`)."""
         from pipelines.assembly import conform_source_frame
 
-        if start >= end:
-            raise SourceExtractionError(f"interval start {start.isoformat()} is not before end {end.isoformat()}")
+        check_interval(start, end)
         self._check_table(spec)
         frame = self.get_df(self.interval_query(spec), parameters=self._bounds(start, end))
         if frame.empty:
-            raise EmptyIntervalError(self._empty_message(spec, start, end))
+            raise self._empty_error(spec, start, end)
         return conform_source_frame(frame, spec)
 
     def _bounds(self, start: datetime, end: datetime) -> tuple[Any, Any]:
@@ -134,19 +160,13 @@ class FactorySourceHook(DbApiHook):
         present = {column["name"] for column in inspector.get_columns(table)}
         missing = [column for column in spec.raw_columns if column not in present]
         if missing:
-            raise SourceExtractionError(
-                f"source table {table!r} lacks columns {missing} that dataset spec {spec.name!r} {spec.version} "
-                f"declares (table has {sorted(present)})"
-            )
+            raise lacks_columns_error(f"source table {table!r}", spec, missing, present, noun="table")
 
-    def _empty_message(self, spec: DatasetSpec, start: datetime, end: datetime) -> str:
+    def _empty_error(self, spec: DatasetSpec, start: datetime, end: datetime) -> EmptyIntervalError:
         time_column, table = _quoted(spec.time_column), _quoted(spec.source.table)
         first, last = self.get_first(f"SELECT MIN({time_column}), MAX({time_column}) FROM {table}")
         held = f"the table holds {first} to {last}" if first is not None else "the table is empty"
-        return (
-            f"no rows in source table {spec.source.table!r} with {spec.time_column} in "
-            f"[{start.isoformat()}, {end.isoformat()}): nothing to snapshot ({held})"
-        )
+        return empty_interval_error(f"source table {spec.source.table!r}", spec, start, end, held)
 
 
 def _quoted(identifier: str) -> str:

