@@ -72,9 +72,9 @@ def register(frame: pd.DataFrame, end: str, tmp: Path) -> tuple[str, pd.DataFram
     (folder / "evaluation" / "evaluation.json").write_text(evaluated.report.model_dump_json())
     (folder / "training.json").write_text(fitted.summary.model_dump_json())
     evidence = run_evidence(
-        request, snapshot_id=snapshot_id, snapshot_uri=None, summary=fitted.summary, evaluation=evaluated.report,
-        parity=evaluated.parity, artifact_uris={}, validation_warnings=[], code=code_lineage(REPOSITORY_ROOT),
-        environment=environment_lineage(),
+        request, snapshot_id=snapshot_id, snapshot_uri=None, interval=request.interval, summary=fitted.summary,
+        evaluation=evaluated.report, parity=evaluated.parity, artifact_uris={}, validation_warnings=[],
+        code=code_lineage(REPOSITORY_ROOT), environment=environment_lineage(),
     )  # fmt: skip
     candidate = log_training_run(
         MlflowHook(), experiment="factory/bench-gate", run_name=f"hgb-{end}", attempt_key=f"bench/{end}",

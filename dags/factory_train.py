@@ -104,7 +104,7 @@ def _download(s3, key: str, path) -> None:  # s3: FactoryS3Hook, path: Path (typ
 )
 def factory_train():
     @task
-    def extract_snapshot(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def extract_snapshot(params: dict[str, Any] | None = None, triggering_asset_events=None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
         from factory_providers.s3.files import extract_files_interval
         from factory_providers.s3.hooks import FactoryS3Hook
@@ -115,6 +115,9 @@ def factory_train():
 
         try:
             request = resolve_request(params or {})
+            if triggering_asset_events and request.source == "table":  # drift-triggered: learn from the latest data
+                newest = FactorySourceHook().newest_time(request.spec)
+                request = resolve_request(params or {}, newest_row=newest)
             spec, start, end = request.spec, request.interval.start, request.interval.end
             if request.source == "files":
                 extraction = extract_files_interval(spec, start, end)
@@ -144,6 +147,7 @@ def factory_train():
             "data_uri": s3_uri(DATA_BUCKET, keys.data),
             "manifest_uri": s3_uri(DATA_BUCKET, keys.manifest),
             "written": wrote_data or wrote_manifest,
+            "interval": {"start": start.isoformat(), "end": end.isoformat()},
         }
 
     @task
@@ -268,6 +272,7 @@ def factory_train():
             s3_uri,
             snapshot_keys,
         )
+        from pipelines.datasets.spec import TimeInterval
         from pipelines.evaluation.report import EvaluationReport
         from pipelines.export.parity import ParityReport
         from pipelines.lineage import code_lineage, environment_lineage
@@ -290,6 +295,7 @@ def factory_train():
                 request,
                 snapshot_id=snapshot["snapshot_id"],
                 snapshot_uri=snapshot["data_uri"],
+                interval=TimeInterval.model_validate(snapshot["interval"]),
                 summary=summary,
                 evaluation=EvaluationReport.model_validate_json((run_dir / "evaluation/evaluation.json").read_text()),
                 parity=ParityReport.model_validate_json((run_dir / "evaluation/parity.json").read_text()),

@@ -63,6 +63,35 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
+    def dag_runs(self, dag_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": limit})["dag_runs"]
+
+    def upstream_asset_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The asset events that scheduled an asset-triggered run."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """A task attempt's log as text (for error messages: what the task itself said)."""
+        answer = self._call(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"}, headers={"Accept": "application/json"},
+        )  # fmt: skip
+        content = answer.get("content", "")
+        if isinstance(content, list):
+            return "\n".join(str(item.get("event", item)) if isinstance(item, dict) else str(item) for item in content)
+        return str(content)
+
+    def asset_events(self, **filters: Any) -> list[dict[str, Any]]:
+        """Asset events, filtered as the API allows (e.g. source_dag_id=...)."""
+        return self._call("GET", "/assets/events", params=filters)["asset_events"]
+
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> None:
+        """Mark a run (e.g. "failed" to stop it); its unfinished tasks stop too."""
+        self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": state})
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         run = self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,11 +75,13 @@ class ResolvedRequest:
     gate_policy: Path = REPOSITORY_ROOT / DEFAULT_GATE_POLICY
 
 
-def resolve_request(params: Mapping[str, Any]) -> ResolvedRequest:
+def resolve_request(params: Mapping[str, Any], *, newest_row: datetime | None = None) -> ResolvedRequest:
     """Validate the Params, load the spec and the training config, and fill the defaults.
 
     Done by every task from the same Params (cheap: YAML and pydantic only), so no task depends on another's
     XCom for its configuration, and a typo in the form fails the first task instead of the training one.
+    `newest_row`: given for a drift-triggered run (asset event), the source's newest row time; with no interval
+    in the Params, the run then trains on the latest data (see `retraining_interval`).
     """
     try:
         request = TrainRequest.model_validate(dict(params))
@@ -101,7 +103,7 @@ def resolve_request(params: Mapping[str, Any]) -> ResolvedRequest:
         spec=spec,
         spec_path=spec_path,
         config=config,
-        interval=_interval(request, spec),
+        interval=_interval(request, spec, newest_row),
         owner=request.owner or spec.owner,
         source=request.source,
         gate_policy=gate_policy,
@@ -113,7 +115,7 @@ def _repository_path(value: str) -> Path:
     return path if path.is_absolute() else REPOSITORY_ROOT / path
 
 
-def _interval(request: TrainRequest, spec: DatasetSpec) -> TimeInterval:
+def _interval(request: TrainRequest, spec: DatasetSpec, newest_row: datetime | None) -> TimeInterval:
     start, end = request.interval_start, request.interval_end
     if start is None and end is None:
         if spec.split.initial_interval is None:
@@ -121,12 +123,23 @@ def _interval(request: TrainRequest, spec: DatasetSpec) -> TimeInterval:
                 f"interval_start/interval_end: not given and dataset spec {spec.name!r} has no "
                 "split.initial_interval to default to"
             )
+        if newest_row is not None:
+            return retraining_interval(spec.split.initial_interval, newest_row)
         return spec.split.initial_interval
     if start is None or end is None:
         raise TrainRequestError("interval_start/interval_end: give both bounds or neither")
     if start >= end:
         raise TrainRequestError(f"interval_start {start.isoformat()} is not before interval_end {end.isoformat()}")
     return TimeInterval(start=start, end=end)
+
+
+def retraining_interval(initial: TimeInterval, newest_row: datetime) -> TimeInterval:
+    """A drift-triggered retraining learns from the latest labelled data: a window as long as the spec's initial
+    one, ending just after the newest row, so the model sees the regime the monitor saw drift into."""
+    if newest_row.tzinfo is None:
+        raise TrainRequestError(f"newest row time {newest_row} has no timezone")
+    end = (newest_row + timedelta(seconds=1)).replace(microsecond=0)  # half-open: the newest row is inside
+    return TimeInterval(start=end - (initial.end - initial.start), end=end)
 
 
 # ----- S3 layout --------------------------------------------------------------------------------------------
@@ -249,6 +262,7 @@ def run_evidence(
     *,
     snapshot_id: str,
     snapshot_uri: str,
+    interval: TimeInterval,
     summary: TrainingSummary,
     evaluation: EvaluationReport,
     parity: ParityReport,
@@ -281,7 +295,7 @@ def run_evidence(
     sections = record.model_dump(mode="json", exclude={"metrics", "artifacts"}) | {
         "target": summary.target.model_dump(mode="json"),
         "split": summary.split.model_dump(mode="json"),
-        "interval": request.interval.model_dump(mode="json"),
+        "interval": interval.model_dump(mode="json"),  # the snapshot's: Params may have left it to a trigger
         "source": request.source,  # table or files: the manifest's source_query says which objects or query
     }
     return RunEvidence(record=record, params=flatten_params(sections), metrics=run_metrics(evaluation, summary, parity))

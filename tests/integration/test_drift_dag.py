@@ -196,7 +196,7 @@ def test_seasonal_drift_requests_retraining_once_then_the_cooldown_blocks(runs, 
     assert decision["facts"]["rollback_version"] is not None
     assert decision["facts"]["new_labelled_rows"] > 200_000  # April-December 2013 in the seeded source
     assert states(airflow, runs["summer"])["request_retraining"] == "success"
-    events = airflow._call("GET", "/assets/events", params={"source_dag_id": "factory_drift"})["asset_events"]
+    events = airflow.asset_events(source_dag_id="factory_drift")
     summer_events = [e for e in events if e["source_run_id"] == runs["summer"]["run_id"]]
     assert len(summer_events) == 1
     extra = summer_events[0]["extra"]
@@ -211,7 +211,7 @@ def test_seasonal_drift_requests_retraining_once_then_the_cooldown_blocks(runs, 
     assert states(airflow, runs["summer_again"])["request_retraining"] == "skipped"
     blocked = [p for p in webhook_alerts(receivers[0], "summer_again") if p["alert_type"] == "retraining_blocked"]
     assert len(blocked) == 1 and "cooldown" in blocked[0]["summary"]
-    events = airflow._call("GET", "/assets/events", params={"source_dag_id": "factory_drift"})["asset_events"]
+    events = airflow.asset_events(source_dag_id="factory_drift")
     assert not [e for e in events if e["source_run_id"] == runs["summer_again"]["run_id"]]
 
 
@@ -268,21 +268,29 @@ def test_retraining_asset_schedules_factory_train_through_the_scheduler(runs, ai
         assert {t.task_id: t.state for t in timings}["request_retraining"] == "success"
         deadline, triggered = time.monotonic() + 120, []
         while not triggered and time.monotonic() < deadline:
-            listed = airflow._call("GET", "/dags/factory_train/dagRuns", params={"limit": 50})["dag_runs"]
-            triggered = [r for r in listed if r["run_type"] == "asset_triggered"]
+            triggered = [r for r in airflow.dag_runs("factory_train") if r["run_type"] == "asset_triggered"]
             time.sleep(2)
         assert len(triggered) == 1, "the scheduler did not create an asset-triggered factory_train run"
         train_run = triggered[0]["dag_run_id"]
-        events = airflow._call("GET", f"/dags/factory_train/dagRuns/{train_run}/upstreamAssetEvents")["asset_events"]
+        events = airflow.upstream_asset_events("factory_train", train_run)
         # Every event since factory_train's previous run feeds this one (incl. the dag.test() request above).
         assert {e["uri"] for e in events} == {"factory://retraining/flights"}
+        # The retraining learns from the latest labelled data: its snapshot ends just after the newest source row.
+        deadline, extracted = time.monotonic() + 300, None
+        while extracted is None and time.monotonic() < deadline:
+            states = {t.task_id: t.state for t in airflow.task_timings("factory_train", train_run)}
+            if states.get("extract_snapshot") in ("success", "failed", "upstream_failed"):
+                extracted = states["extract_snapshot"]
+            time.sleep(2)
+        assert extracted == "success", airflow.task_log("factory_train", train_run, "extract_snapshot")[-3000:]
+        interval = airflow.xcom("factory_train", train_run, "extract_snapshot")["interval"]
+        assert interval["end"] == "2014-01-01T04:00:01+00:00"  # the seeded source's newest departure (UTC), + 1 s
         (mine,) = [e for e in events if e["source_run_id"] == run_id]
         assert mine["extra"]["model_name"] == MODEL
         assert mine["extra"]["report_uri"].endswith("/monitor.json")
     finally:
         for dag_id in ("factory_train", "factory_drift"):
-            airflow._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
-        listed = airflow._call("GET", "/dags/factory_train/dagRuns", params={"limit": 50})["dag_runs"]
-        for stale in listed:
+            airflow.pause(dag_id)
+        for stale in airflow.dag_runs("factory_train"):
             if stale["run_type"] == "asset_triggered" and stale["state"] in ("queued", "running"):
-                airflow._call("PATCH", f"/dags/factory_train/dagRuns/{stale['dag_run_id']}", json={"state": "failed"})
+                airflow.set_run_state("factory_train", stale["dag_run_id"], "failed")

@@ -129,3 +129,16 @@ def test_conform_source_frame_gives_nanosecond_times_and_none_for_missing_string
     assert str(conformed[spec.time_column].dtype) == "datetime64[ns, UTC]"
     assert conformed["carrier"].dtype == object and conformed["carrier"].tolist() == [None]
     assert conformed["dest"].tolist() == ["JFK"]
+
+
+def test_a_drift_triggered_run_trains_on_the_latest_window_of_the_initial_length():
+    newest = datetime(2013, 12, 31, 23, 0, tzinfo=UTC)
+    request = resolve_request({}, newest_row=newest)
+    initial = request.spec.split.initial_interval
+    assert request.interval.end == datetime(2013, 12, 31, 23, 0, 1, tzinfo=UTC)  # half-open: the newest row is in
+    assert request.interval.end - request.interval.start == initial.end - initial.start
+    # An interval given in the Params wins over the trigger: a human asked for exactly that.
+    given = {"interval_start": "2013-02-01T00:00:00Z", "interval_end": "2013-03-01T00:00:00Z"}
+    assert resolve_request(given, newest_row=newest).interval.end == datetime(2013, 3, 1, tzinfo=UTC)
+    with pytest.raises(TrainRequestError, match="has no timezone"):
+        resolve_request({}, newest_row=datetime(2013, 8, 1))

@@ -162,6 +162,17 @@ class FactorySourceHook(DbApiHook):
         if missing:
             raise lacks_columns_error(f"source table {table!r}", spec, missing, present, noun="table")
 
+    def newest_time(self, spec: DatasetSpec) -> datetime | None:
+        """The time of the newest row (UTC), None for an empty table: where a drift-triggered retraining ends."""
+        import pandas as pd
+
+        self._check_table(spec)
+        (newest,) = self.get_first(f"SELECT MAX({_quoted(spec.time_column)}) FROM {_quoted(spec.source.table)}")
+        if newest is None:
+            return None
+        stamp = pd.Timestamp(newest)  # SQLite: ISO text with Z; PostgreSQL: an aware datetime
+        return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+
     def _empty_error(self, spec: DatasetSpec, start: datetime, end: datetime) -> EmptyIntervalError:
         time_column, table = _quoted(spec.time_column), _quoted(spec.source.table)
         first, last = self.get_first(f"SELECT MIN({time_column}), MAX({time_column}) FROM {table}")
