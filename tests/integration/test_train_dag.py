@@ -38,10 +38,7 @@ TWO_WEEKS = {
     "overrides": {"max_iter": 150},
 }
 EMPTY_INTERVAL = {"interval_start": "2015-01-01T00:00:00Z", "interval_end": "2015-01-15T00:00:00Z"}
-AFTER_EXTRACTION = (
-    "^(validate_snapshot|train_model|evaluate_and_export|register_model"
-    "|gate_candidate|route_gate_decision|approve_candidate|promote_challenger|record_gate_outcome)$"
-)
+AFTER_EXTRACTION = "(?!extract_snapshot$).*"  # every task but the extraction (dag.test() fullmatches task ids)
 
 CHILD = f"""
 import json, sys
@@ -80,7 +77,9 @@ def train_runs(seeded_stack: Stack) -> dict[str, dict[str, Any]]:
     }
     assert set(runs) == {name for name, *_ in plan}, result.stdout[-3000:] + result.stderr[-3000:]
     for run in runs.values():  # task errors of the child, for the assertion message of a run that failed
-        run["errors"] = [line for line in result.stdout.splitlines() if "ERROR" in line or "Error:" in line][-20:]
+        run["errors"] = [
+            line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line or "Error" in line
+        ][-30:]
     return runs
 
 
@@ -109,9 +108,9 @@ def _training_run(mlflow_client, airflow_run_id: str):
 
 
 def test_first_run_writes_a_snapshot_whose_hash_matches_its_manifest(train_runs, airflow, live_stack):
-    assert train_runs["first"]["state"] == "success"
+    assert train_runs["first"]["state"] == "success", train_runs["first"]["errors"]
     snapshot = airflow.xcom(DAG_ID, train_runs["first"]["run_id"], "extract_snapshot")
-    assert snapshot["written"] is True
+    # written may be False: test_file_source extracts the same interval (same rows, same id) earlier in a session
     keys = snapshot_keys("flights", snapshot["snapshot_id"])
     s3 = s3_client(live_stack.settings, live_stack.credentials)
     data = s3.get_object(Bucket=DATA_BUCKET, Key=keys.data)["Body"].read()
