@@ -6,7 +6,9 @@ builds its reference profile once from its training snapshot and its own ONNX sc
 data interval's window of the gateway's inference log (`gateway-samples/<model>/predictions/date=...`), runs the
 fast drift path (the verdict) and Evidently's DataDriftPreset on a bounded sample (HTML + JSON for humans), and
 stores everything under `s3://factory-data/monitoring/<dataset>/<model>/drift/<window>/`; data, prediction and
-concept drift are named separately. An empty or small window is "insufficient data", not an error.
+concept drift are named separately, with the spec's business proxy beside them. `check_system` scrapes the
+gateway's and Triton's metrics (latency p99, error rate, queue time, throughput since the previous run).
+An empty or small window is "insufficient data", not an error.
 `decide_retraining` gathers the guardrail facts and records the decision with every reason;
 `send_alerts` delivers per `alerts.yaml` (deduplicated); `request_retraining` emits the asset event
 `factory://retraining/<dataset>` (report URI, drifted features, interval) that schedules `factory_train`,
@@ -88,6 +90,12 @@ def _window(params: dict[str, Any], context_start, context_end):
         "drift_policy": Param("pipelines/configs/policies/drift.yaml", type="string", minLength=1),
         "alert_policy": Param("pipelines/configs/policies/alerts.yaml", type="string", minLength=1),
         "retraining_policy": Param("pipelines/configs/policies/retraining.yaml", type="string", minLength=1),
+        "labelled_rows_from": Param(
+            "source",
+            enum=["source", "feedback"],
+            description="Where the guardrail counts new labelled rows: the training source (what a retraining "
+            "learns from) or the feedback label store (factory_feedback)",
+        ),
     },
 )
 def factory_drift():
@@ -205,21 +213,55 @@ def factory_drift():
             except Exception as error:  # the human report must not hide the fast path's verdict
                 log.exception("Evidently report failed")
                 notes.append(f"Evidently report failed: {type(error).__name__}: {error}"[:500])
+        business = None
+        if spec.business_proxy is not None:
+            from pipelines.monitoring.business import business_signal
+
+            business = business_signal(spec.business_proxy, inputs, reference_sample, min_rows=policy.min_window_rows)
         monitor = MonitorReport(
             dataset=spec.name, reference=ref, interval_start=start, interval_end=end, window_rows=window.rows,
             served_versions=window.served_versions(), verdict=report.verdict, summary=report.summary,
             drifted_features=report.drifted_features, signals=signals_of(report), serving_skew=skew,
-            evidently_drifted_features=evidently_drifted, uris=uris, notes=notes,
+            evidently_drifted_features=evidently_drifted, uris=uris, notes=notes, business=business,
         )  # fmt: skip
         s3.load_string(report.model_dump_json(indent=2), keys.drift_report, bucket_name=DATA_BUCKET, replace=True)
         s3.load_string(monitor.model_dump_json(indent=2), keys.monitor, bucket_name=DATA_BUCKET, replace=True)
         for family, signal in monitor.signals.items():
             log.info("%s drift: %s - %s", family, signal.status, signal.summary)
+        if business is not None:
+            log.info("business: %s - %s", business.status, business.summary)
         log.info("window %s..%s: %s (%s)", start.isoformat(), end.isoformat(), report.summary, uris["monitor"])
         return monitor.model_dump(mode="json") | {
             "finding_kinds": sorted({f.kind for f in report.findings if f.severity.value != "ok"}),
             "feature_spec_version": report.feature_spec_version,
         }
+
+    @task
+    def check_system(
+        reference: dict[str, Any], params: dict[str, Any] | None = None, data_interval_start=None,
+        data_interval_end=None,
+    ) -> dict[str, Any]:  # fmt: skip
+        import logging
+
+        from factory_providers.monitoring.system import scrape_with_previous
+        from factory_providers.s3.hooks import FactoryS3Hook
+
+        from pipelines.assembly import s3_uri
+        from pipelines.monitoring.alerts import load_alert_policy
+        from pipelines.monitoring.monitor import monitor_keys
+        from pipelines.monitoring.system_signals import evaluate_system
+
+        params = params or {}
+        served_as = params.get("serving_model") or reference["model_name"]
+        pairs, notes = scrape_with_previous(served_as)
+        policy = load_alert_policy(_repo_path(params["alert_policy"])).system
+        signal = evaluate_system(pairs.get("gateway"), pairs.get("triton"), policy, model=served_as)
+        signal = signal.model_copy(update={"notes": signal.notes + notes})
+        start, end = _window(params, data_interval_start, data_interval_end)
+        key = monitor_keys(_spec(params).name, reference["model_name"], start, end).system
+        FactoryS3Hook().load_string(signal.model_dump_json(indent=2), key, bucket_name=DATA_BUCKET, replace=True)
+        logging.getLogger(__name__).info("system: %s - %s %s", signal.status, signal.summary, signal.notes)
+        return signal.model_dump(mode="json") | {"uri": s3_uri(DATA_BUCKET, key)}
 
     @task
     def decide_retraining(check: dict[str, Any], params: dict[str, Any] | None = None, ti=None) -> dict[str, Any]:
@@ -228,6 +270,7 @@ def factory_drift():
 
         from factory_providers.mlflow.aliases import AliasRegistry
         from factory_providers.monitoring.facts import (
+            count_feedback_labelled_rows,
             count_new_labelled_rows,
             established,
             last_retraining_request,
@@ -264,7 +307,10 @@ def factory_drift():
                 ),
             ),
             new_labelled_rows=established(
-                "new_labelled_rows", notes, lambda: count_new_labelled_rows(spec, ref.interval_end)
+                "new_labelled_rows", notes,
+                lambda: count_new_labelled_rows(spec, ref.interval_end)
+                if params.get("labelled_rows_from", "source") == "source"
+                else count_feedback_labelled_rows(params.get("serving_model") or ref.model_name, ref.interval_end),
             ),
             labelled_since=ref.interval_end,
             now=datetime.now(UTC),
@@ -285,7 +331,9 @@ def factory_drift():
         return decision.model_dump(mode="json") | {"decision_uri": f"s3://{DATA_BUCKET}/{keys.decision}"}
 
     @task
-    def send_alerts(check: dict[str, Any], decision: dict[str, Any], params: dict[str, Any] | None = None) -> dict:
+    def send_alerts(
+        check: dict[str, Any], decision: dict[str, Any], system: dict[str, Any], params: dict[str, Any] | None = None
+    ) -> dict:
         import logging
         from datetime import UTC, datetime
 
@@ -320,6 +368,16 @@ def factory_drift():
                     details={"blocked_by": decision["blocked_by"], "drift_report": uris["drift_report"]},
                 )
             )  # fmt: skip
+        from pipelines.monitoring.business import BusinessSignal, business_alerts
+        from pipelines.monitoring.system_signals import SystemSignal, system_alerts
+
+        system_uri = system.pop("uri")
+        alerts += system_alerts(
+            SystemSignal.model_validate(system), policy, scope=model, report_uri=system_uri, raised_at=now
+        )
+        if check.get("business") is not None:
+            business = BusinessSignal.model_validate(check["business"])
+            alerts += business_alerts(business, policy, scope=model, report_uri=uris["monitor"], raised_at=now)
         alerts = [alert.model_copy(update={"details": alert.details | {"uris": uris}}) for alert in alerts]
         deliveries = deliver_alerts(alerts, ledger=S3AlertLedger.connect())
         record = {
@@ -379,8 +437,9 @@ def factory_drift():
 
     reference = resolve_reference()
     check = check_drift(reference)
+    system = check_system(reference)
     decision = decide_retraining(check)
-    send_alerts(check, decision)
+    send_alerts(check, decision, system)
     request_retraining(decision, check)
 
 

@@ -1,14 +1,15 @@
 """`factory` command line: `factory stack up|down|status|logs`, `factory env`, `factory demo`, `factory seed`,
-`factory registry history <model>`."""
+`factory registry history <model>`, `factory replay --model M --start T --end T [--rate N] [--labels]`."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from factory.processes import PortInUseError, tail
-from factory.settings import SettingsError, StackSettings
+from factory.settings import PROJECT_ROOT, SettingsError, StackSettings
 from factory.stack import Stack, StackError
 
 
@@ -68,6 +69,27 @@ def _cmd_registry(args: argparse.Namespace, stack: Stack) -> int:
     return print_history(stack, args.model, as_json=args.json)
 
 
+def _cmd_replay(args: argparse.Namespace, stack: Stack) -> int:
+    from factory.replay import run_replay_command
+
+    return run_replay_command(
+        stack, model=args.model, start=args.start, end=args.end, rate=args.rate, with_labels=args.labels,
+        dataset_spec=args.dataset_spec,
+    )  # fmt: skip
+
+
+def _aware_time(value: str):  # -> datetime
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no timezone (e.g. 2013-04-01T00:00:00Z)")
+    return moment
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("model", help="registered model name, e.g. flights-hgb")
     history.add_argument("--json", action="store_true", help="print the moves and holdings as JSON")
     history.set_defaults(handler=_cmd_registry)
+    replay = commands.add_parser(
+        "replay", help="send a later window of the demo flights through the gateway (and land its labels)"
+    )
+    replay.add_argument("--model", required=True, help="model name on the gateway, e.g. flights-hgb")
+    replay.add_argument("--start", required=True, type=_aware_time, help="window start, ISO 8601 with timezone")
+    replay.add_argument("--end", required=True, type=_aware_time, help="window end (exclusive)")
+    replay.add_argument("--rate", type=float, default=None, help="requests per second (default: as fast as possible)")
+    replay.add_argument("--labels", action="store_true", help="then write the window's labels to the feedback area")
+    replay.add_argument(
+        "--dataset-spec", type=Path, default=PROJECT_ROOT / "pipelines/configs/datasets/flights.yaml",
+        help="dataset spec of the replayed rows",
+    )  # fmt: skip
+    replay.set_defaults(handler=_cmd_replay)
     return parser
 
 

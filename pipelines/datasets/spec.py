@@ -174,6 +174,29 @@ class BusinessMetricSpec(StrictModel):
         return float(getattr(pd.Series(values, dtype="float64"), self.aggregation)())
 
 
+PREDICTION_COLUMN = "score"  # the served model's probability, as the monitor names it next to the features
+
+
+class BusinessProxySpec(BusinessMetricSpec):
+    """A business number computable from served traffic alone (features and the model's `score`), so the
+    hourly monitor can watch it hours or weeks before labels arrive: e.g. the expected delay cost per 1,000
+    flights. `scale` multiplies the aggregate; the relative change vs the reference model's training rows
+    warns / alerts at the two bounds."""
+
+    scale: float = Field(1.0, gt=0)
+    warn_relative_change: float = Field(0.15, gt=0)
+    alert_relative_change: float = Field(0.30, gt=0)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> BusinessProxySpec:
+        if self.warn_relative_change >= self.alert_relative_change:
+            raise ValueError(
+                f"warn_relative_change ({self.warn_relative_change}) must be below alert_relative_change "
+                f"({self.alert_relative_change})"
+            )
+        return self
+
+
 class DatasetSpec(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
@@ -186,6 +209,7 @@ class DatasetSpec(StrictModel):
     split: SplitSpec
     expectations: ExpectationsSpec
     business_metric: BusinessMetricSpec
+    business_proxy: BusinessProxySpec | None = None
 
     @property
     def raw_columns(self) -> list[str]:
@@ -224,6 +248,10 @@ class DatasetSpec(StrictModel):
             problems.append(f"slices: {missing} are not raw or feature columns")
         if missing := unknown(self.business_metric.referenced_columns, set(types) | {self.target.name}):
             problems.append(f"business_metric: {missing} are neither raw columns nor the target")
+        if self.business_proxy is not None and (
+            missing := unknown(self.business_proxy.referenced_columns, {*self.features.columns, PREDICTION_COLUMN})
+        ):
+            problems.append(f"business_proxy: {missing} are neither features nor {PREDICTION_COLUMN!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -26,6 +26,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from pipelines.config_loading import StrictModel, load_yaml_model
 from pipelines.monitoring.policy import Severity
 from pipelines.monitoring.report import DriftReport, FindingKind
+from pipelines.monitoring.system_signals import SystemPolicy
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ALERT_POLICY = "pipelines/configs/policies/alerts.yaml"
@@ -47,6 +48,9 @@ class AlertType(StrEnum):
     SCHEMA_CHANGE = "schema_change"
     PREDICTION_DRIFT = "prediction_drift"
     CONCEPT_DRIFT = "concept_drift"
+    MODEL_DRIFT = "model_drift"
+    SYSTEM_HEALTH = "system_health"
+    BUSINESS_METRIC = "business_metric"
     RETRAINING_REQUESTED = "retraining_requested"
     RETRAINING_BLOCKED = "retraining_blocked"
     TASK_FAILURE = "task_failure"
@@ -60,11 +64,15 @@ DRIFT_ALERT_KINDS: dict[AlertType, frozenset[FindingKind]] = {
     AlertType.SCHEMA_CHANGE: frozenset({"missing_column", "new_column", "dtype_change"}),
     AlertType.PREDICTION_DRIFT: frozenset({"prediction_drift"}),
 }
-# Levels an alert type is raised at: drift alerts at the drift check's finding severities, concept drift at
-# the same levels (the feedback DAG will raise it), events at one level.
+# Levels an alert type is raised at: drift alerts at the drift check's finding severities; concept and model
+# drift (the feedback DAG), system health and the business proxy (the drift DAG) at the same two levels;
+# events at one level.
 DRIFT_LEVELS = ("warn", "alert")
 EVENT_LEVEL = "default"
-LEVELED_TYPES = frozenset({*DRIFT_ALERT_KINDS, AlertType.CONCEPT_DRIFT})
+LEVELED_TYPES = frozenset(
+    {*DRIFT_ALERT_KINDS, AlertType.CONCEPT_DRIFT, AlertType.MODEL_DRIFT, AlertType.SYSTEM_HEALTH,
+     AlertType.BUSINESS_METRIC}
+)  # fmt: skip
 
 
 class AlertPolicyError(ValueError):
@@ -87,6 +95,7 @@ class AlertPolicy(StrictModel):
     runbook_url: str = Field(min_length=1)
     channels: dict[AlertSeverity, list[Channel]]
     alerts: dict[AlertType, AlertRule]
+    system: SystemPolicy = SystemPolicy()  # thresholds of the system signal family (factory_drift)
 
     @model_validator(mode="after")
     def _complete(self) -> AlertPolicy:

@@ -123,10 +123,8 @@ class InferenceWindow:
         return {str(version): int(count) for version, count in sorted(counts.items())}
 
 
-def window_frame(
-    pieces: Sequence[tuple[str, pd.DataFrame]], spec: FeatureSpec, start: datetime, end: datetime
-) -> InferenceWindow:
-    """Rows of the logged objects (key, frame) with `start <= timestamp < end`, split into inputs and served."""
+def logged_frame(pieces: Sequence[tuple[str, pd.DataFrame]], start: datetime, end: datetime) -> pd.DataFrame:
+    """The logged rows (all columns) of the objects (key, frame) with `start <= timestamp < end`."""
     start, end = _utc(start), _utc(end)
     kept: list[pd.DataFrame] = []
     for key, piece in pieces:
@@ -135,7 +133,15 @@ def window_frame(
         stamps = pd.to_datetime(piece["timestamp"], utc=True)
         kept.append(piece[(stamps >= start) & (stamps < end)])
     kept = [piece for piece in kept if not piece.empty]
-    if not kept:
+    return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+
+
+def window_frame(
+    pieces: Sequence[tuple[str, pd.DataFrame]], spec: FeatureSpec, start: datetime, end: datetime
+) -> InferenceWindow:
+    """Rows of the logged objects (key, frame) with `start <= timestamp < end`, split into inputs and served."""
+    frame = logged_frame(pieces, start, end)
+    if frame.empty:
         return InferenceWindow(
             inputs=pd.DataFrame(
                 {name: pd.Series(dtype=float) for name in spec.numeric}
@@ -144,7 +150,6 @@ def window_frame(
             served=pd.DataFrame({"request_id": [], "version": [], LOGGED_OUTPUT: []}),
             objects=[key for key, _ in pieces],
         )
-    frame = pd.concat(kept, ignore_index=True)
     monitored = [name for name in frame.columns if name not in METADATA_COLUMNS and name != LOGGED_OUTPUT]
     inputs = frame[monitored].copy()
     for name in spec.categorical:

@@ -8,6 +8,7 @@ stores, under `monitoring/<dataset>/<model>/drift/<window>/` in `factory-data`:
     evidently.html/.json    Evidently's DataDriftPreset on a bounded sample, for humans
     alerts.json             what was raised and what each channel did with it
     retraining_decision.json  the guarded retraining decision with every check
+    system.json             the system family: gateway / Triton latency, errors, queue time, throughput
 
 Per reference version, the profile is built once: `monitoring/<dataset>/<model>/profiles/v<version>/...npz`.
 Retraining requests and decisions are logged under `monitoring/<dataset>/<model>/retraining/`.
@@ -24,11 +25,13 @@ import numpy as np
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from pipelines.datasets.spec import PREDICTION_COLUMN
+from pipelines.monitoring.business import BusinessSignal
 from pipelines.monitoring.policy import Severity
 from pipelines.monitoring.report import DriftReport, FindingKind, Verdict
 
 # The reference model's score on each row: computed by the monitor on both sides (see MonitorReport.prediction).
-SCORE_COLUMN = "score"
+SCORE_COLUMN = PREDICTION_COLUMN  # what a dataset spec's business proxy may refer to
 ALERT_LEDGER_PREFIX = "monitoring/alert-ledger"
 SignalFamily = Literal["data", "prediction", "concept"]
 SignalStatus = Literal["ok", "warn", "alert", "insufficient_data", "not_evaluated"]
@@ -49,6 +52,22 @@ def model_prefix(dataset: str, model_name: str) -> str:
 def window_id(start: datetime, end: datetime) -> str:
     """`20260301T090000Z--20260301T100000Z`: sorts by time, one S3 path segment."""
     return f"{_stamp(start)}--{_stamp(end)}"
+
+
+def parse_window_id(text: str) -> tuple[datetime, datetime] | None:
+    """The bounds of a `window_id`; None for anything else."""
+    start, separator, end = text.partition("--")
+    try:
+        return (
+            (
+                datetime.strptime(start, _STAMP).replace(tzinfo=UTC),
+                datetime.strptime(end, _STAMP).replace(tzinfo=UTC),
+            )
+            if separator
+            else None
+        )
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,10 @@ class MonitorKeys:
     @property
     def decision(self) -> str:
         return f"{self.prefix}/retraining_decision.json"
+
+    @property
+    def system(self) -> str:
+        return f"{self.prefix}/system.json"
 
 
 def monitor_keys(dataset: str, model_name: str, start: datetime, end: datetime) -> MonitorKeys:
@@ -208,6 +231,7 @@ class MonitorReport(_Record):
     evidently_drifted_features: list[str] | None  # None: no Evidently report (insufficient data, or it failed)
     uris: dict[str, str]
     notes: list[str] = Field(default_factory=list)
+    business: BusinessSignal | None = None  # the spec's business proxy (None: the spec declares none)
 
 
 def signals_of(report: DriftReport) -> dict[SignalFamily, Signal]:
@@ -251,7 +275,7 @@ def _concept_not_evaluated() -> Signal:
     return Signal(
         family="concept",
         status="not_evaluated",
-        summary="needs labels joined to logged predictions (feedback ingestion DAG, planned)",
+        summary="needs labels joined to logged predictions: see the factory_feedback report",
     )
 
 

@@ -8,6 +8,7 @@ surge, schema findings, prediction-score drift) is ours and only feeds the sever
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,27 @@ _SEVERITY_RANK = {Severity.OK: 0, Severity.WARN: 1, Severity.ALERT: 2}
 
 NumericTest = Literal["auto", "wasserstein", "ks", "psi"]
 CategoricalTest = Literal["auto", "jensenshannon", "chisquare", "psi"]
+
+
+class Band(StrictModel):
+    """A value (a change, a latency, a rate) that warns at `warn` and alerts at `alert`, in its own units;
+    higher is worse. Used by the feedback and system-signal policies."""
+
+    warn: float = Field(gt=0)
+    alert: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        if self.warn >= self.alert:
+            raise ValueError(f"warn ({self.warn}) must be below alert ({self.alert})")
+        return self
+
+    def level(self, change: float | None) -> Severity:
+        if change is None or not math.isfinite(change):
+            return Severity.OK
+        if change >= self.alert:
+            return Severity.ALERT
+        return Severity.WARN if change >= self.warn else Severity.OK
 
 
 class VerdictTests(StrictModel):

@@ -105,7 +105,7 @@ class Gateway:
         }
         self.watcher = RouteWatcher(
             config.redis_url, config.redis_prefix, config.replica_id,
-            poll_interval=config.poll_interval, on_change=self._routes_changed,
+            poll_interval=config.poll_interval, on_change=self._routes_changed, advertise_url=config.advertise_url,
         )  # fmt: skip
         self.sampler: RequestSampler | None = None
         if sink is None and config.sample_dir is not None:

@@ -8,6 +8,7 @@ FACTORY_GATEWAY_POOLS           JSON {"pool": ["http://host:port", ...]}: the Tr
 FACTORY_REDIS_URL               routing state (redis://127.0.0.1:6379/0)
 FACTORY_GATEWAY_REDIS_PREFIX    key prefix of the routing state (factory:gateway)
 FACTORY_GATEWAY_REPLICA_ID      this replica's id in the routing state (<hostname>-<pid>)
+FACTORY_GATEWAY_ADVERTISE_URL  where rollouts reach this replica's /metrics (http://<host>:<port>)
 FACTORY_GATEWAY_POLL_INTERVAL   seconds between routing-state polls (0.2)
 FACTORY_GATEWAY_MAX_BODY_BYTES  larger request bodies are refused with 413 (1048576)
 FACTORY_GATEWAY_UPSTREAM_TIMEOUT  seconds to wait for Triton (10)
@@ -63,6 +64,7 @@ class GatewayConfig(BaseModel):
     s3_region: str = "us-east-1"
     shadow_max_inflight: int = Field(default=32, ge=1)
     max_inflight_per_target: int = Field(default=2, ge=1)
+    advertise_url: str | None = None
 
     @field_validator("tokens")
     @classmethod
@@ -86,6 +88,9 @@ class GatewayConfig(BaseModel):
     def _check_sampling(self) -> GatewayConfig:
         if self.sample_share > 0 and self.sample_bucket is None and self.sample_dir is None:
             raise ValueError("sample_share > 0 needs a sample bucket (or a sample directory)")
+        if self.advertise_url is None:  # a wildcard bind is not an address anyone can call: use the host name
+            host = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host
+            object.__setattr__(self, "advertise_url", f"http://{host}:{self.port}")
         return self
 
     @classmethod
@@ -109,6 +114,7 @@ class GatewayConfig(BaseModel):
             "s3_region": "AWS_DEFAULT_REGION",
             "shadow_max_inflight": "FACTORY_GATEWAY_SHADOW_MAX_INFLIGHT",
             "max_inflight_per_target": "FACTORY_GATEWAY_MAX_INFLIGHT",
+            "advertise_url": "FACTORY_GATEWAY_ADVERTISE_URL",
         }
         values: dict[str, object] = {name: env[var] for name, var in variables.items() if env.get(var)}
         tokens = [token.strip() for token in env.get("FACTORY_GATEWAY_TOKEN", "").split(",") if token.strip()]

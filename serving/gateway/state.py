@@ -7,7 +7,8 @@ Key layout (all under one prefix, so a test or a second stack can use its own):
     <prefix>:epoch               int   bumped by every change of any model
     <prefix>:history:<model>     list  previous tables, newest first (capped): the audit trail of routing
     <prefix>:replicas            zset  replica id -> last heartbeat (unix seconds)
-    <prefix>:replica:<id>        hash  model -> state_version that replica applies (expires without heartbeat)
+    <prefix>:replica:<id>        hash  model -> state_version that replica applies, `_url` -> where it listens
+                                       (expires without heartbeat)
 
 A change is one Lua script (atomic on the Redis server): it checks the model's state_version against the one
 the writer read, writes the new table, appends the history and bumps the epoch. Replicas poll the epoch (one
@@ -196,6 +197,15 @@ class RouteStore:
             result[replica] = int(value or 0)
         return result
 
+    def replica_urls(self) -> dict[str, str]:
+        """Live replicas -> the URL each advertises (replicas started without one are left out)."""
+        result = {}
+        for replica in self.applied_versions("_"):
+            url = self._call("reading replica url", lambda r=replica: self._redis.hget(self.keys.replica(r), URL_FIELD))
+            if url:
+                result[replica] = url.decode()
+        return result
+
     def wait_until_applied(
         self, model: str, state_version: int, *, timeout: float = 10.0, min_replicas: int = 1
     ) -> dict[str, int]:
@@ -213,6 +223,7 @@ class RouteStore:
             time.sleep(0.05)
 
 
+URL_FIELD = "_url"  # in a replica's hash; model names cannot start with "_", so it never shadows a model
 REPLICA_TTL = 10.0  # seconds without heartbeat after which a replica no longer counts as live
 
 
@@ -232,8 +243,11 @@ class RouteWatcher:
         *,
         poll_interval: float = 0.2,
         on_change: Callable[[str, CompiledRoutes | None], None] | None = None,
+        advertise_url: str | None = None,
     ) -> None:
+        """`advertise_url`: where this replica is reachable, so a rollout can scrape every replica's metrics."""
         self.url = redacted(url)
+        self.advertise_url = advertise_url
         self.keys = RouteKeys(prefix)
         self.replica_id = replica_id
         self.poll_interval = poll_interval
@@ -336,6 +350,8 @@ class RouteWatcher:
                 pipe.hset(key, mapping={model: table.state_version for model, table in self.tables.items()})
             else:
                 pipe.hset(key, "_", 0)
+            if self.advertise_url:
+                pipe.hset(key, URL_FIELD, self.advertise_url)
             pipe.expire(key, int(REPLICA_TTL))
             pipe.zadd(self.keys.replicas, {self.replica_id: time.time()})
             pipe.zremrangebyscore(self.keys.replicas, "-inf", time.time() - 10 * REPLICA_TTL)

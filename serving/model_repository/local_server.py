@@ -33,14 +33,17 @@ class LocalTritonServer(LocalServerProcess):
     def __init__(
         self,
         runtime: TritonRuntime,
-        repository: Path,
+        repository: Path | str,
         log_file: Path,
         ports: Sequence[int],
         *,
         ready_timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """`ports`: three free ports for HTTP, gRPC and metrics (e.g. factory.processes.free_ports(3))."""
+        """`ports`: three free ports for HTTP, gRPC and metrics (e.g. factory.processes.free_ports(3)).
+        `repository` may be an S3 URI (`s3://http://host:port/bucket/prefix`), with the keys in `env`."""
         super().__init__(log_file, ready_timeout)
+        self.extra_env = dict(env or {})
         self.runtime = runtime
         self.repository = repository
         self.http_port, self.grpc_port, self.metrics_port = ports
@@ -75,4 +78,4 @@ class LocalTritonServer(LocalServerProcess):
             "LD_LIBRARY_PATH": ":".join(str(path) for path in self.runtime.library_path),
             "VIRTUAL_ENV": str(self.runtime.venv),
         }
-        return argv, env, None
+        return argv, env | self.extra_env, None

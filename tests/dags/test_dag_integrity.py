@@ -97,3 +97,16 @@ def test_parse_time_is_bounded(path):
     elapsed = time.perf_counter() - started
     assert bag.import_errors == {}
     assert elapsed < 3.0, f"{path.name} took {elapsed:.2f} s to parse"
+
+
+def test_every_pool_and_queue_a_task_names_exists_on_the_stack(dagbag, tmp_path):
+    """A task naming a missing pool is never scheduled; one naming a queue no Celery worker listens on never runs."""
+    from factory.celery_workers import QUEUES
+    from factory.services import airflow_pools
+    from factory.settings import StackSettings
+
+    pools = {"default_pool", *airflow_pools(StackSettings.from_env({"FACTORY_HOME": str(tmp_path)}))}
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.pool in pools, f"{dag.dag_id}.{task.task_id}: pool {task.pool!r} is not created by the stack"
+            assert task.queue in QUEUES, f"{dag.dag_id}.{task.task_id}: no worker listens on queue {task.queue!r}"

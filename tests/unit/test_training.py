@@ -244,3 +244,25 @@ def test_device_auto_falls_back_to_cpu_and_explicit_cuda_needs_a_gpu() -> None:
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(RuntimeError, match="asks for device 'cuda' but torch sees no CUDA device"):
         resolve_device("cuda")
+
+
+def test_hgb_thresholds_between_adjacent_float32_values_split_alike_in_float32():
+    """Two float32 values one ulp apart with different labels: the learnt threshold lies between them in float64,
+    and rounding it to float32 naively would send the upper value left (as the ONNX graph does)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from pipelines.training.sklearn_models import round_thresholds_to_float32
+
+    low = np.float32(44.33)
+    high = np.nextafter(low, np.float32(np.inf))
+    X = np.array([[low]] * 50 + [[high]] * 50, dtype=np.float32).astype(np.float64)
+    y = np.array([0] * 50 + [1] * 50)
+    model = HistGradientBoostingClassifier(max_iter=5, min_samples_leaf=5, early_stopping=False).fit(X, y)
+    before = model.predict_proba(X)
+    round_thresholds_to_float32(model)
+
+    nodes = model._predictors[0][0].nodes
+    thresholds = nodes["num_threshold"][nodes["is_leaf"] == 0]
+    assert thresholds.size and np.all(thresholds.astype(np.float32).astype(np.float64) == thresholds)
+    assert np.all(thresholds.astype(np.float32) == low)  # the upper value now goes right in float32 too
+    np.testing.assert_array_equal(model.predict_proba(X), before)  # and scikit-learn decides as before

@@ -23,8 +23,9 @@ ACTIVE_RUN_STATES = ["queued", "running"]
 def count_new_labelled_rows(spec: DatasetSpec, since: datetime, hook: Any = None) -> int:
     """Rows of the source with a label (the target's source column not null) at or after `since`.
 
-    Labels arrive in the operational source here (the flights table gets `arr_delay` once a flight lands);
-    once the feedback ingestion DAG exists, its label store is the place to count instead.
+    Labels arrive in the operational source here (the flights table gets `arr_delay` once a flight lands), and
+    the source is what a retraining learns from: the default count. `count_feedback_labelled_rows` counts the
+    feedback store instead (factory_drift Param `labelled_rows_from`).
     """
     from factory_providers.source.hooks import FactorySourceHook
     from pipelines.assembly import source_time_text
@@ -37,6 +38,15 @@ def count_new_labelled_rows(spec: DatasetSpec, since: datetime, hook: Any = None
     sql = f"SELECT COUNT(*) FROM {table} WHERE {time_column} >= {source.placeholder} AND {label} IS NOT NULL"
     row = source.get_first(sql, parameters=(bound,))
     return int(row[0]) if row else 0
+
+
+def count_feedback_labelled_rows(model_name: str, since: datetime, hook: Any = None) -> int:
+    """Labels in the feedback store (landed by replay or a labelling pipeline, joined by factory_feedback) for
+    events at or after `since`; each request id counts once."""
+    from factory_providers.monitoring.feedback import read_labels
+    from pipelines.monitoring.feedback import count_new_labelled
+
+    return count_new_labelled(read_labels(model_name, hook=hook), since)
 
 
 def running_trainings(ti: Any, dag_id: str = TRAINING_DAG_ID) -> int:

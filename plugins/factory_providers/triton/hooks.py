@@ -1,7 +1,9 @@
 """Triton Inference Server control through an Airflow Connection: repository API, readiness, inference.
 
-The Connection (http) holds the HTTP endpoint; its extra holds `grpc_port`, `metrics_port` and where the model
-repository lives in S3 (`repository_bucket`, `repository_prefix`).
+The Connection (http) holds the HTTP endpoint; its extra holds `grpc_port`, `metrics_port`, where the model
+repository lives in S3 (`repository_bucket`, `repository_prefix`) and optionally the fleet: `pools`, a mapping
+of pool name to the HTTP URLs of its hosts (`{"blue": ["http://gpu-1:8000", ...], "green": [...]}`), the
+same pools the serving gateway routes to. Without `pools`, the fleet is the one host of the Connection.
 """
 
 from __future__ import annotations
@@ -47,6 +49,26 @@ class TritonHook(BaseHook):
             return extra["repository_bucket"], extra["repository_prefix"]
         except KeyError as missing:
             raise ValueError(f"connection {self.triton_conn_id!r} extra lacks {missing}") from None
+
+    @property
+    def pools(self) -> dict[str, list[str]]:
+        """Pool name -> HTTP URLs of its Triton hosts (all load from the same S3 repository)."""
+        extra = self.get_connection(self.triton_conn_id).extra_dejson
+        pools = extra.get("pools") or {"default": [f"http://{self.endpoint}"]}
+        if not isinstance(pools, dict) or not all(
+            isinstance(urls, list) and urls and all(isinstance(url, str) for url in urls) for urls in pools.values()
+        ):
+            raise ValueError(f"connection {self.triton_conn_id!r}: extra.pools must map pool names to lists of URLs")
+        return {name: list(urls) for name, urls in pools.items()}
+
+    def hosts(self, pools: list[str] | None = None) -> list[str]:
+        """The hosts of `pools` (default: every pool), each once."""
+        known = self.pools
+        unknown = sorted(set(pools or []) - set(known))
+        if unknown:
+            raise ValueError(f"connection {self.triton_conn_id!r} has no pool(s) {unknown}; it has {sorted(known)}")
+        chosen = [url for name in (pools or sorted(known)) for url in known[name]]
+        return list(dict.fromkeys(chosen))
 
     def get_conn(self) -> triton_http.InferenceServerClient:
         if self._client is None:

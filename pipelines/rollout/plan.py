@@ -1,0 +1,56 @@
+"""Which routes each rollout step asks for, and which version a rollback returns to: pure decisions.
+
+Route labels are what the gateway's metrics are labelled with, so the guardrails can tell the champion's
+traffic from the challenger's in the same window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from serving.gateway.routing import Routes
+
+
+class RolloutPlanError(ValueError):
+    """The rollout or rollback cannot start as asked; the message says what is missing or inconsistent."""
+
+
+def champion_routes(champion: int, pool: str) -> Routes:
+    return Routes.single(champion, label="champion", pool=pool)
+
+
+def shadow_routes(champion: int, challenger: int, pool: str, share: float) -> Routes:
+    """All answers from the champion; `share` of the requests mirrored to the challenger, off the response path."""
+    return champion_routes(champion, pool).with_shadow(challenger, share=share)
+
+
+def split_routes(champion: int, challenger: int, percent: float, pool: str) -> Routes:
+    return Routes.split(champion, challenger, percent, pool=pool)
+
+
+def rollout_versions(aliases: Mapping[str, str], requested: str) -> tuple[int | None, int]:
+    """(champion or None, challenger) for a rollout of `requested` ("@challenger" or a version number)."""
+    if requested.startswith("@"):
+        alias = requested[1:]
+        if alias not in aliases:
+            raise RolloutPlanError(f"no version holds @{alias}: nothing to roll out (the gate promotes to @challenger)")
+        requested = aliases[alias]
+    if not requested.isdigit() or int(requested) < 1:
+        raise RolloutPlanError(f"version {requested!r} is not a registry version number or @alias")
+    challenger = int(requested)
+    champion = int(aliases["champion"]) if "champion" in aliases else None
+    if champion == challenger:
+        raise RolloutPlanError(f"version {challenger} is already the champion: nothing to roll out")
+    return champion, challenger
+
+
+def rollback_target(aliases: Mapping[str, str], requested: str | None) -> tuple[int | None, int]:
+    """(current champion or None, target) of a rollback; the default target is the previous champion."""
+    champion = int(aliases["champion"]) if "champion" in aliases else None
+    if requested:
+        if not requested.isdigit() or int(requested) < 1:
+            raise RolloutPlanError(f"target version {requested!r} is not a registry version number")
+        return champion, int(requested)
+    if "previous" not in aliases:
+        raise RolloutPlanError("there is no previous champion to roll back to: name the target version")
+    return champion, int(aliases["previous"])

@@ -1,0 +1,401 @@
+"""Deploy, rollout and rollback on the real stack: Triton fleet from S3, the gateway, Redis routes, the registry.
+
+Two registered versions of `flights-hgb` from factory_train runs (made here if the session has none) play
+champion (A) and challenger (B). In-process, against the stack's Triton plus a second private tritonserver on
+the same S3 repository (a two-host fleet): a deploy is all-or-nothing, refuses a tampered version folder and
+restores the fleet when a host dies mid-deploy. Through the real scheduler, while clients keep predicting
+through the stack's gateway: factory_rollout walks B from shadow to champion, factory_rollback restores A,
+and a rollout whose guardrails breach is routed back to the champion by itself; no request fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+import yaml
+
+from factory.airflow_api import AirflowClient
+from factory.processes import free_ports
+from factory.source_data import seed_source_database
+from factory.stack import Stack, s3_client
+from serving.model_repository.local_server import LocalTritonServer
+from serving.triton.runtime import locate
+
+pytestmark = [pytest.mark.services, pytest.mark.scheduler, pytest.mark.slow]
+
+MODEL = "flights-hgb"
+WINDOWS = (
+    {"interval_start": "2013-01-01T00:00:00Z", "interval_end": "2013-01-15T00:00:00Z", "owner": "tests"},
+    {"interval_start": "2013-02-01T00:00:00Z", "interval_end": "2013-02-15T00:00:00Z", "owner": "tests"},
+)
+CHECKED_IN_POLICY = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "policies" / "rollout.yaml"
+
+
+def fast_policy(path: Path, **guardrails: float) -> Path:
+    """The checked-in policy with second-long windows (CI traffic is a few clients, not production's)."""
+    policy = yaml.safe_load(CHECKED_IN_POLICY.read_text())
+    policy["shadow"] |= {"window_seconds": 2, "min_requests": 20}
+    policy |= {"step_window_seconds": 2, "min_requests_per_step": 5, "max_window_extensions": 10, "bake_seconds": 3}
+    # Two versions trained on different months disagree by design; these limits keep error and latency checks.
+    policy["guardrails"] |= {"max_prediction_psi": 10.0, "max_shadow_disagreement": 1.0} | guardrails
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+@pytest.fixture(scope="module")
+def airflow(live_stack: Stack) -> Iterator[AirflowClient]:
+    creds = live_stack.credentials
+    client = AirflowClient(live_stack.settings.airflow_url, creds.airflow_admin_user, creds.airflow_admin_password)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def connections(live_stack: Stack) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in live_stack.airflow_env().items():
+            if key.startswith("AIRFLOW_CONN_"):
+                patch.setenv(key, value)
+        yield
+
+
+def trained_versions(mlflow) -> list[int]:
+    """Versions registered by factory_train (a real run record and snapshot behind them)."""
+    found = mlflow.search_model_versions(f"name='{MODEL}'")
+    return sorted(
+        int(v.version) for v in found if mlflow.get_run(v.run_id).data.tags.get("airflow.dag_id") == "factory_train"
+    )
+
+
+@pytest.fixture(scope="module")
+def versions(live_stack: Stack, airflow: AirflowClient, connections) -> tuple[int, int]:
+    """(A, B): two real factory_train versions (ONNX, run record, snapshot), trained here when missing."""
+    from mlflow import MlflowClient
+
+    mlflow = MlflowClient(live_stack.settings.mlflow_url)
+    if len(trained_versions(mlflow)) < 2:
+        seed_source_database(live_stack.settings)
+        airflow.wait_for_dag("factory_train")
+        airflow.unpause("factory_train")
+        runs = [airflow.trigger("factory_train", conf) for conf in WINDOWS]
+        for run_id in runs:
+            airflow.wait_for_run("factory_train", run_id, timeout=900)
+            states = {t.task_id: t.state for t in airflow.task_timings("factory_train", run_id)}
+            failed = [task for task, state in states.items() if state == "failed"]
+            logs = "\n".join(airflow.task_log("factory_train", run_id, task)[-3000:] for task in failed)
+            assert states["register_model"] == "success", f"{states}\n{logs}"
+    found = trained_versions(mlflow)
+    assert len(found) >= 2, f"factory_train registered {found}"
+    return found[-2], found[-1]
+
+
+@pytest.fixture(scope="module")
+def registry(live_stack: Stack):
+    from factory_providers.mlflow.aliases import AliasRegistry
+    from mlflow import MlflowClient
+
+    settings = live_stack.settings
+    return AliasRegistry(s3_client(settings, live_stack.credentials), MlflowClient(settings.mlflow_url))
+
+
+def set_alias(registry, alias: str, version: int) -> None:
+    registry.move_alias(
+        MODEL, alias, str(version), expected=registry.current(MODEL).get(alias), actor="tests", reason="test set-up"
+    )
+
+
+def feature_rows(version: int, rows: int = 40) -> list[dict[str, Any]]:
+    """Real rows of the version's training snapshot as the JSON a client sends (NaN -> null)."""
+    from factory_providers.mlflow.gate import fetch_version_onnx
+    from factory_providers.mlflow.hooks import MlflowHook
+    from factory_providers.rollout.operations import parity_inputs
+
+    from pipelines.export.signature import read_onnx_signature
+
+    mlflow = MlflowHook()
+    with mlflow.tracking() as client:
+        signature = read_onnx_signature(fetch_version_onnx(client, MODEL, str(version)))
+    inputs = parity_inputs(mlflow, MODEL, version, rows, signature)
+    records = []
+    for index in range(rows):
+        record = {}
+        for name, values in inputs.items():
+            value = values[index, 0]
+            if isinstance(value, float | np.floating):
+                record[name] = None if np.isnan(value) else float(value)
+            else:
+                record[name] = None if value == "" else str(value)
+        records.append(record)
+    return records
+
+
+@dataclass
+class Load:
+    """Clients predicting through the stack's gateway until stopped; every status and version counted."""
+
+    url: str
+    token: str
+    rows: list[dict[str, Any]]
+    statuses: Counter[int] = field(default_factory=Counter)
+    served: Counter[int] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def client(self, offset: int) -> None:
+        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30) as own:
+            index = offset
+            while not self.stop.is_set():
+                body = {"rows": self.rows[index % len(self.rows) : index % len(self.rows) + 1]}
+                response = own.post(f"/v1/models/{MODEL}/predict", json=body)
+                self.statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    self.served[response.json()["version"]] += 1
+                elif len(self.failures) < 5:
+                    self.failures.append(response.text[:300])
+                index += 1
+                time.sleep(0.01)
+
+
+@pytest.fixture
+def load(live_stack: Stack, versions) -> Iterator[Load]:
+    settings = live_stack.settings
+    generator = Load(settings.gateway_url, live_stack.credentials.gateway_token, feature_rows(versions[0]))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        clients = [pool.submit(generator.client, offset) for offset in range(3)]
+        yield generator
+        generator.stop.set()
+        for future in clients:
+            future.result()
+
+
+@pytest.fixture
+def serving_a(versions, registry, connections) -> int:
+    """A is champion, serving 100 % through the gateway from the stack's Triton; B is the challenger."""
+    from factory_providers.gateway.hooks import GatewayHook
+    from factory_providers.rollout.operations import deploy
+
+    from pipelines.rollout.plan import champion_routes
+    from pipelines.rollout.policy import load_rollout_policy
+
+    a, b = versions
+    deploy(MODEL, [a], [a], load_rollout_policy())
+    gateway = GatewayHook()
+    with gateway.route_store() as store:
+        gateway.apply_routes(store, MODEL, champion_routes(a, "default"), reason="test set-up")
+    set_alias(registry, "champion", a)
+    set_alias(registry, "challenger", b)
+    return a
+
+
+def ready(endpoint: str, version: int) -> bool:
+    client = triton_http.InferenceServerClient(endpoint.removeprefix("http://"))
+    try:
+        return client.is_model_ready(MODEL, str(version))
+    finally:
+        client.close()
+
+
+def records(live_stack: Stack, rollout_id: str) -> dict[str, dict[str, Any]]:
+    import json
+
+    s3 = s3_client(live_stack.settings, live_stack.credentials)
+    listing = s3.list_objects_v2(Bucket="factory-data", Prefix=f"rollouts/{MODEL}/{rollout_id}/")
+    found = {}
+    for item in listing.get("Contents", []):
+        record = json.loads(s3.get_object(Bucket="factory-data", Key=item["Key"])["Body"].read())
+        found[record["step"]] = record
+    return found
+
+
+# ----- the scheduled path: rollout and rollback under load ---------------------------------------------------
+def test_rollout_then_rollback_through_the_scheduler_fail_no_request(
+    live_stack, airflow, versions, registry, serving_a, load, tmp_path
+):
+    a, b = versions
+    airflow.wait_for_dag("factory_rollout")
+    airflow.unpause("factory_rollout")
+    airflow.unpause("factory_rollback")
+    run_id = airflow.trigger("factory_rollout", {"policy": str(fast_policy(tmp_path / "fast.yaml"))})
+    assert airflow.wait_for_run("factory_rollout", run_id, timeout=600)["state"] == "success"
+
+    plan = airflow.xcom("factory_rollout", run_id, "plan_rollout")
+    steps = records(live_stack, plan["rollout_id"])
+    assert [steps[name]["action"] for name in ("plan", "deploy", "shadow", "canary", "ramp", "promote", "bake")] == [
+        "planned", "deployed", "continued", "continued", "continued", "promoted", "continued",
+    ]  # fmt: skip
+    assert steps["unload"]["action"] == "unloaded" and steps["outcome"]["detail"] == "promoted"
+    assert steps["shadow"]["verdict"]["enough_evidence"] and steps["ramp"]["verdict"]["challenger_percent"] == 50
+    assert registry.current(MODEL)["champion"] == str(b) and registry.current(MODEL)["previous"] == str(a)
+    triton = live_stack.settings.triton_http_url
+    assert ready(triton, b) and not ready(triton, a)  # the old champion unloaded after the bake
+    served_during_rollout = dict(load.served)
+    assert served_during_rollout.get(a) and served_during_rollout.get(b)
+
+    started = time.monotonic()
+    rollback = airflow.trigger("factory_rollback", {"reason": "test: restore A"})
+    assert airflow.wait_for_run("factory_rollback", rollback, timeout=120)["state"] == "success"
+    wall = time.monotonic() - started
+    result = airflow.xcom("factory_rollback", rollback, "roll_back")
+    assert (result["from"], result["to"]) == (b, a)
+    assert registry.current(MODEL)["champion"] == str(a) and registry.current(MODEL)["previous"] == str(b)
+    assert ready(triton, a)  # reloaded from its immutable folder: it had been unloaded
+    time.sleep(1)
+    before = load.served[a]
+    time.sleep(1)
+    assert load.served[a] > before  # clients are answered by A again
+    assert wall < 60, f"rollback took {wall:.1f} s end to end"
+
+    assert set(load.statuses) == {200}, (load.statuses, load.failures)
+
+
+def test_a_guardrail_breach_routes_everything_back_to_the_champion(
+    live_stack, airflow, versions, registry, serving_a, load, tmp_path
+):
+    a, b = versions
+    # Any mirrored answer differing from the champion's by more than 1e-6 counts; none may: a certain breach.
+    policy = fast_policy(tmp_path / "strict.yaml", max_shadow_disagreement=0.0, disagreement_threshold=1e-6)
+    run_id = airflow.trigger("factory_rollout", {"policy": str(policy)})
+    final = airflow.wait_for_run("factory_rollout", run_id, timeout=600)
+
+    assert final["state"] == "failed"
+    plan = airflow.xcom("factory_rollout", run_id, "plan_rollout")
+    steps = records(live_stack, plan["rollout_id"])
+    assert steps["shadow"]["action"] == "rolled_back"
+    assert "shadow_disagreement" in steps["shadow"]["detail"] and "canary" not in steps
+    assert steps["outcome"]["detail"] == "stopped at shadow"
+    assert registry.current(MODEL)["champion"] == str(a) and registry.current(MODEL)["challenger"] == str(b)
+    from factory_providers.gateway.hooks import GatewayHook
+
+    with GatewayHook().route_store() as store:
+        routes = store.get_routes(MODEL).routes
+    assert [(r.version, r.percent) for r in routes.routes] == [(a, 100)] and routes.shadow is None
+    assert set(load.statuses) == {200}, (load.statuses, load.failures)
+
+
+# ----- deploy: all or nothing on a two-host fleet -----------------------------------------------------------------
+@pytest.fixture
+def fleet(live_stack: Stack, connections, tmp_path) -> Iterator[tuple[str, LocalTritonServer]]:
+    """The stack's Triton plus a private tritonserver on the same S3 repository: hosts of one pool."""
+    settings, creds = live_stack.settings, live_stack.credentials
+    env = {
+        "AWS_ACCESS_KEY_ID": creds.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": creds.s3_secret_key,
+        "AWS_DEFAULT_REGION": settings.region,
+    }
+    second = LocalTritonServer(
+        locate(settings.triton_venv), settings.triton_repository_uri, tmp_path / "triton-2.log", free_ports(3), env=env
+    )
+    with second:
+        yield settings.triton_http_url, second
+
+
+def deploy_on(hosts: list[str], live: list[int], introduce: list[int], onnx_hook=None):
+    """deploy_to_fleet on `hosts`, exactly as the rollout's deploy task calls it."""
+    from factory_providers.mlflow.gate import fetch_version_onnx
+    from factory_providers.mlflow.hooks import MlflowHook
+    from factory_providers.rollout.operations import parity_inputs
+    from factory_providers.s3.hooks import FactoryS3Hook
+    from factory_providers.triton.fleet import deploy_to_fleet, offline_probe
+    from factory_providers.triton.hooks import TritonHook
+
+    from pipelines.export.signature import read_onnx_signature
+
+    mlflow = MlflowHook()
+    with mlflow.tracking() as client:
+        graphs = {version: fetch_version_onnx(client, MODEL, str(version)) for version in live}
+    signature = read_onnx_signature(graphs[live[0]])
+
+    def onnx_of(version: int) -> bytes:
+        if onnx_hook:
+            onnx_hook(version)
+        return graphs[version]
+
+    inputs = parity_inputs(mlflow, MODEL, live[0], 16, signature)
+    bucket, prefix = TritonHook().repository
+    return deploy_to_fleet(
+        FactoryS3Hook(),
+        bucket=bucket,
+        prefix=prefix,
+        hosts=hosts,
+        model=MODEL,
+        live_versions=live,
+        signature=signature,
+        onnx_of=onnx_of,
+        probe=offline_probe({v: graphs[v] for v in introduce}, inputs, 1e-5),
+    )
+
+
+def remove_version_folder(live_stack: Stack, version: int) -> None:
+    from factory_providers.triton.hooks import TritonHook
+
+    bucket, prefix = TritonHook().repository
+    s3 = s3_client(live_stack.settings, live_stack.credentials)
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{MODEL}/{version}/").get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+
+
+def test_deploy_reaches_every_host_and_refuses_a_tampered_version(live_stack, versions, fleet):
+    from factory_providers.s3.hooks import FactoryS3Hook
+    from factory_providers.triton.fleet import FleetDeployError
+    from factory_providers.triton.hooks import TritonHook
+
+    a, b = versions
+    stack_host, second = fleet
+    hosts = [stack_host, second.http_url]
+    report = deploy_on(hosts, [a], [a])
+    assert {host.host for host in report.hosts} == set(hosts)
+    assert all(host.parity_max_abs_diff[str(a)] <= 1e-5 for host in report.hosts)
+    assert all(ready(host, a) for host in hosts)
+
+    # B's folder as a deploy would write it, then its graph replaced in S3 (a tampered artifact).
+    remove_version_folder(live_stack, b)
+    from factory_providers.mlflow.gate import fetch_version_onnx
+    from factory_providers.mlflow.hooks import MlflowHook
+    from factory_providers.triton.repository import StoredFiles, upload
+
+    from pipelines.export.signature import read_onnx_signature
+    from serving.model_repository import build_model_repository
+
+    with MlflowHook().tracking() as client:
+        graph = fetch_version_onnx(client, MODEL, str(b))
+    files = build_model_repository(graph, read_onnx_signature(graph), MODEL, b, live_versions=[a, b])
+    files.pop(f"{MODEL}/config.pbtxt")
+    s3, (bucket, prefix) = FactoryS3Hook(), TritonHook().repository
+    upload(s3, bucket, prefix, StoredFiles(s3, bucket, prefix, MODEL), files)
+    s3.load_bytes(b"not the registered graph", key=f"{prefix}/{MODEL}/{b}/model.onnx", bucket_name=bucket, replace=True)
+
+    with pytest.raises(FleetDeployError, match=r"sha256 differs from the manifest \(tampered artifact\)"):
+        deploy_on(hosts, [a, b], [b])
+    assert all(ready(host, a) and not ready(host, b) for host in hosts)  # nothing moved
+    remove_version_folder(live_stack, b)
+
+
+def test_a_host_dying_mid_deploy_restores_the_fleet_and_the_champion_keeps_serving(live_stack, versions, fleet):
+    from factory_providers.triton.fleet import FleetDeployError
+
+    a, b = versions
+    stack_host, second = fleet
+    hosts = [stack_host, second.http_url]
+    deploy_on(hosts, [a], [a])
+    remove_version_folder(live_stack, b)  # so the deploy builds B's folder: the moment the host dies
+
+    with pytest.raises(FleetDeployError, match=rf"{second.http_url}.*restored the previous versions") as failure:
+        deploy_on(hosts, [a, b], [b], onnx_hook=lambda version: second.stop())
+    assert failure.value.restored
+    assert ready(stack_host, a) and not ready(stack_host, b)  # the surviving host is back on the champion alone
+
+    from factory_providers.triton.fleet import check_hosts
+
+    with pytest.raises(FleetDeployError, match="down"):
+        check_hosts(hosts)  # and a deploy to a fleet with a host down is refused before anything is written

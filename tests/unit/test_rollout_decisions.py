@@ -1,0 +1,228 @@
+"""Rollout decisions: windows from Prometheus scrapes, guardrail verdicts, step routes, rollback targets, policy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from pipelines.rollout.guardrails import judge_alone, judge_shadow, judge_split, prediction_psi
+from pipelines.rollout.plan import (
+    RolloutPlanError,
+    rollback_target,
+    rollout_versions,
+    shadow_routes,
+    split_routes,
+)
+from pipelines.rollout.policy import Guardrails, RolloutPolicyError, load_rollout_policy
+from pipelines.rollout.window import (
+    ScrapeError,
+    histogram_quantile,
+    parse_scrape,
+    shadow_window,
+    version_window,
+    window_delta,
+)
+from serving.gateway.metrics import GatewayMetrics
+
+MODEL = "flights-hgb"
+LIMITS = Guardrails()
+
+
+def scrape_of(metrics: GatewayMetrics) -> dict:
+    return parse_scrape(generate_latest(metrics.registry).decode(), "test replica")
+
+
+def serve(metrics: GatewayMetrics, version: int, route: str, *, count: int, seconds: float, score: float, status=200):
+    target = metrics.for_target(MODEL, str(version), route, "default")
+    for _ in range(count):
+        if status == 200:
+            target.answered.inc()
+            target.latency.observe(seconds)
+            target.upstream_latency.observe(seconds * 0.8)
+            target.predictions.observe(score)
+        else:
+            metrics.child(metrics.requests, MODEL, str(version), route, "default", str(status)).inc()
+
+
+# ----- windows ---------------------------------------------------------------------------------------------------
+def test_a_window_counts_only_what_happened_between_the_scrapes_summed_over_replicas():
+    one, two = GatewayMetrics(CollectorRegistry()), GatewayMetrics(CollectorRegistry())
+    serve(one, 1, "champion", count=50, seconds=0.002, score=0.3)  # before the window: not counted
+    before = {"r1": scrape_of(one), "r2": scrape_of(two)}
+    serve(one, 1, "champion", count=30, seconds=0.002, score=0.3)
+    serve(two, 1, "champion", count=20, seconds=0.004, score=0.3)
+    serve(two, 1, "champion", count=5, seconds=0.004, score=0.3, status=503)
+    window = window_delta(before, {"r1": scrape_of(one), "r2": scrape_of(two)})
+
+    champion = version_window(window, MODEL, 1)
+    assert (champion.requests, champion.errors) == (55, 5)
+    assert champion.error_rate == pytest.approx(5 / 55)
+    assert 3.0 < champion.p99_ms <= 5.0  # 99th of 50 answers is in the 3-5 ms bucket
+    assert version_window(window, MODEL, 2).requests == 0 and version_window(window, MODEL, 2).p99_ms is None
+
+
+def test_a_replica_that_restarted_or_appeared_counts_from_zero():
+    restarted = GatewayMetrics(CollectorRegistry())
+    serve(restarted, 1, "champion", count=7, seconds=0.001, score=0.5)
+    old = GatewayMetrics(CollectorRegistry())
+    serve(old, 1, "champion", count=100, seconds=0.001, score=0.5)
+    window = window_delta({"r1": scrape_of(old)}, {"r1": scrape_of(restarted), "new": scrape_of(restarted)})
+    assert version_window(window, MODEL, 1).requests == 14
+
+
+def test_histogram_quantile_interpolates_like_prometheus():
+    buckets = ((0.001, 0.0), (0.002, 50.0), (0.005, 100.0), (math.inf, 100.0))
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.002)
+    assert histogram_quantile(0.75, buckets) == pytest.approx(0.0035)
+    assert histogram_quantile(0.99, ((0.001, 0.0), (math.inf, 10.0))) == pytest.approx(0.001)
+    assert histogram_quantile(0.99, ()) is None and histogram_quantile(0.99, ((0.1, 0.0),)) is None
+
+
+def test_unparseable_metrics_name_their_source():
+    with pytest.raises(ScrapeError, match="replica-7"):
+        parse_scrape("gateway_requests_total{model= 1\n", "replica-7")
+
+
+def test_shadow_window_measures_mirrored_answers_and_disagreement():
+    metrics = GatewayMetrics(CollectorRegistry())
+    before = {"r": scrape_of(metrics)}
+    for diff in [0.0] * 6 + [0.3] * 3:
+        metrics.shadow_diff.labels(MODEL, "1", "2").observe(diff)
+        metrics.shadow_requests.labels(MODEL, "2", "ok").inc()
+    metrics.shadow_requests.labels(MODEL, "2", "error").inc()
+    metrics.shadow_requests.labels(MODEL, "2", "dropped").inc()
+    shadow = shadow_window(window_delta(before, {"r": scrape_of(metrics)}), MODEL, 2)
+    assert (shadow.answered, shadow.errors, shadow.dropped) == (9, 1, 1)
+    assert shadow.error_rate == pytest.approx(0.1)
+    assert shadow.disagreement(0.2) == pytest.approx(3 / 9)
+    assert shadow.disagreement(0.5) == 0.0
+
+
+# ----- guardrails ------------------------------------------------------------------------------------------------
+def split_window(*, challenger_seconds=0.002, challenger_errors=0, challenger_score=0.3, challenger_count=100):
+    metrics = GatewayMetrics(CollectorRegistry())
+    before = {"r": scrape_of(metrics)}
+    serve(metrics, 1, "champion", count=900, seconds=0.002, score=0.3)
+    serve(metrics, 2, "challenger", count=challenger_count, seconds=challenger_seconds, score=challenger_score)
+    if challenger_errors:
+        serve(metrics, 2, "challenger", count=challenger_errors, seconds=0, score=0, status=502)
+    window = window_delta(before, {"r": scrape_of(metrics)})
+    return version_window(window, MODEL, 1), version_window(window, MODEL, 2)
+
+
+def test_a_healthy_challenger_passes_every_split_guardrail():
+    verdict = judge_split("25%", 25, *split_window(), LIMITS, min_requests=50)
+    assert verdict.passed and verdict.enough_evidence
+    assert {result.name for result in verdict.results} == {
+        "error_rate", "error_rate_increase", "p99_latency", "prediction_psi",
+    }  # fmt: skip
+    assert "all 4 guardrails held" in verdict.summary
+
+
+@pytest.mark.parametrize(
+    ("window", "breached"),
+    [
+        ({"challenger_errors": 5}, {"error_rate", "error_rate_increase"}),
+        ({"challenger_seconds": 0.5}, {"p99_latency"}),
+        ({"challenger_score": 0.9}, {"prediction_psi"}),
+    ],
+)
+def test_each_split_breach_is_named(window, breached):
+    verdict = judge_split("5%", 5, *split_window(**window), LIMITS, min_requests=50)
+    assert not verdict.passed
+    assert {result.name for result in verdict.breaches} == breached
+    assert all(name in verdict.summary for name in ("breached",))
+
+
+def test_sub_millisecond_latency_noise_is_within_the_slack():
+    # 3 ms vs 2 ms is a 1.5x+ ratio, but within the 5 ms slack: not a breach on a CPU box.
+    verdict = judge_split("5%", 5, *split_window(challenger_seconds=0.004), LIMITS, min_requests=50)
+    assert verdict.passed
+
+
+def test_too_few_challenger_requests_is_not_enough_evidence_and_never_a_pass():
+    verdict = judge_split("5%", 5, *split_window(challenger_count=10), LIMITS, min_requests=50)
+    assert not verdict.enough_evidence and not verdict.passed
+    assert "not enough evidence" in verdict.summary
+
+
+def test_shadow_guardrails_judge_errors_disagreement_and_latency():
+    metrics = GatewayMetrics(CollectorRegistry())
+    before = {"r": scrape_of(metrics)}
+    serve(metrics, 1, "champion", count=100, seconds=0.002, score=0.3)
+    for _ in range(100):
+        metrics.shadow_requests.labels(MODEL, "2", "ok").inc()
+        metrics.shadow_latency.labels(MODEL, "2").observe(0.002)
+        metrics.shadow_diff.labels(MODEL, "1", "2").observe(0.5)  # every mirrored answer far from the champion's
+    window = window_delta(before, {"r": scrape_of(metrics)})
+    verdict = judge_shadow(version_window(window, MODEL, 1), shadow_window(window, MODEL, 2), LIMITS, min_requests=50)
+    assert verdict.enough_evidence and not verdict.passed
+    assert [result.name for result in verdict.breaches] == ["shadow_disagreement"]
+
+
+def test_psi_is_zero_for_equal_distributions_and_none_without_data():
+    same = ((0.5, 10.0), (1.0, 20.0))
+    assert prediction_psi(same, same) == pytest.approx(0.0)
+    assert prediction_psi(same, ((0.5, 0.0), (1.0, 0.0))) is None
+    assert prediction_psi(same, ((0.5, 20.0), (1.0, 20.0))) > 1.0
+
+
+def test_bake_judges_absolute_limits_only():
+    champion, _ = split_window()
+    assert judge_alone("bake", champion, LIMITS).passed
+    _, failing = split_window(challenger_errors=50)
+    assert not judge_alone("bake", failing, LIMITS).passed
+
+
+# ----- plans -------------------------------------------------------------------------------------------------------
+def test_step_routes_keep_the_champion_answering_and_label_both_sides():
+    shadow = shadow_routes(3, 4, "blue", 0.5)
+    assert [(r.version, r.percent, r.label) for r in shadow.routes] == [(3, 100, "champion")]
+    assert (shadow.shadow.version, shadow.shadow.share, shadow.pool) == (4, 0.5, "blue")
+    split = split_routes(3, 4, 25, "blue")
+    assert {r.version: (r.percent, r.label) for r in split.routes} == {3: (75, "champion"), 4: (25, "challenger")}
+
+
+def test_rollout_versions_resolve_aliases_and_refuse_nonsense():
+    aliases = {"champion": "3", "challenger": "4"}
+    assert rollout_versions(aliases, "@challenger") == (3, 4)
+    assert rollout_versions({"challenger": "1"}, "@challenger") == (None, 1)
+    assert rollout_versions(aliases, "5") == (3, 5)
+    with pytest.raises(RolloutPlanError, match="no version holds @candidate"):
+        rollout_versions(aliases, "@candidate")
+    with pytest.raises(RolloutPlanError, match="already the champion"):
+        rollout_versions(aliases, "3")
+
+
+def test_rollback_goes_to_previous_by_default_or_to_the_named_version():
+    aliases = {"champion": "4", "previous": "3"}
+    assert rollback_target(aliases, None) == (4, 3)
+    assert rollback_target(aliases, "2") == (4, 2)
+    with pytest.raises(RolloutPlanError, match="no previous champion"):
+        rollback_target({"champion": "1"}, None)
+    with pytest.raises(RolloutPlanError, match="not a registry version"):
+        rollback_target(aliases, "v2")
+
+
+# ----- policy ------------------------------------------------------------------------------------------------------
+def test_the_checked_in_policy_loads():
+    policy = load_rollout_policy()
+    assert policy.percent_steps == (5, 25, 50)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("version: '1'\nramp_percents: [50, 25]\n", "increase strictly"),
+        ("version: '1'\nramp_percents: [25, 100]\n", "stay below 100"),
+        ("version: '1'\nguardrails: {max_p99_ratio: 0.5}\n", "guardrails.max_p99_ratio"),
+        ("version: '1'\nbake: 3\n", "bake"),
+    ],
+)
+def test_a_bad_policy_names_the_field(tmp_path, text, problem):
+    path = tmp_path / "rollout.yaml"
+    path.write_text(text)
+    with pytest.raises(RolloutPolicyError, match=problem):
+        load_rollout_policy(path)
