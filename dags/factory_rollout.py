@@ -309,6 +309,7 @@ def factory_rollout():
         """The outcome on the version (MLflow tags) and as the rollout's last record, whatever happened."""
         from datetime import UTC, datetime
 
+        from airflow.sdk.exceptions import AirflowFailException
         from factory_providers.mlflow.gate import set_version_tags
         from factory_providers.mlflow.hooks import MlflowHook
 
@@ -321,7 +322,9 @@ def factory_rollout():
             record = recorder.uri(9, "outcome")
             tags = {"rollout.id": plan.rollout_id, "rollout.outcome": outcome, "rollout.record": record}
             set_version_tags(client, plan.model, str(plan.challenger), tags)
-        return {"outcome": outcome, "steps": {task_id: result is not None for task_id, result in results.items()}}
+        if stopped:  # the run must show failed: this task is its only leaf, and it ran after the failure
+            raise AirflowFailException(f"rollout {plan.rollout_id} of v{plan.challenger} {outcome}")
+        return {"outcome": outcome, "steps": list(results)}
 
     planned = plan_rollout()
     chain(

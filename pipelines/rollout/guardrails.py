@@ -46,7 +46,7 @@ class StepVerdict(BaseModel):
         if not self.enough_evidence:
             return f"{self.step}: not enough evidence ({self.evidence})"
         if self.breaches:
-            return f"{self.step}: breached " + "; ".join(result.detail for result in self.breaches)
+            return f"{self.step}: breached " + "; ".join(f"{r.name} ({r.detail})" for r in self.breaches)
         return f"{self.step}: all {len(self.results)} guardrails held ({self.evidence})"
 
 

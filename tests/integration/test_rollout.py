@@ -48,7 +48,10 @@ def fast_policy(path: Path, **guardrails: float) -> Path:
     policy["shadow"] |= {"window_seconds": 2, "min_requests": 20}
     policy |= {"step_window_seconds": 2, "min_requests_per_step": 5, "max_window_extensions": 10, "bake_seconds": 3}
     # Two versions trained on different months disagree by design; these limits keep error and latency checks.
-    policy["guardrails"] |= {"max_prediction_psi": 10.0, "max_shadow_disagreement": 1.0} | guardrails
+    # p99 over a few dozen requests on a shared 2-core CI box is one scheduling hiccup: a wide slack keeps the latency
+    # check from flaking here (its arithmetic is unit-tested in test_rollout_decisions).
+    policy["guardrails"] |= {"max_prediction_psi": 10.0, "max_shadow_disagreement": 1.0, "p99_slack_ms": 250.0}
+    policy["guardrails"] |= guardrails
     path.write_text(yaml.safe_dump(policy))
     return path
 
@@ -227,10 +230,10 @@ def test_rollout_then_rollback_through_the_scheduler_fail_no_request(
     airflow.unpause("factory_rollout")
     airflow.unpause("factory_rollback")
     run_id = airflow.trigger("factory_rollout", {"policy": str(fast_policy(tmp_path / "fast.yaml"))})
-    assert airflow.wait_for_run("factory_rollout", run_id, timeout=600)["state"] == "success"
-
+    state = airflow.wait_for_run("factory_rollout", run_id, timeout=600)["state"]
     plan = airflow.xcom("factory_rollout", run_id, "plan_rollout")
     steps = records(live_stack, plan["rollout_id"])
+    assert state == "success", "\n".join(f"{name}: {step['action']} {step['detail']}" for name, step in steps.items())
     assert [steps[name]["action"] for name in ("plan", "deploy", "shadow", "canary", "ramp", "promote", "bake")] == [
         "planned", "deployed", "continued", "continued", "continued", "promoted", "continued",
     ]  # fmt: skip

@@ -87,14 +87,16 @@ def _failure(error: Exception) -> str:
 
 
 def check_hosts(hosts: Sequence[str], timeout: float = 5.0) -> None:
-    """Every host is live and ready; raises FleetDeployError (nothing changed) naming the ones that are not."""
+    """Every host is live; raises FleetDeployError (nothing changed) naming the ones that are not."""
     down = []
     for host in hosts:
         try:
             client = _client(host, timeout)
             try:
-                if not client.is_server_ready():
-                    down.append(f"{host} (not ready)")
+                # Live, not ready: with strict readiness one unready model (any model) makes a server "not
+                # ready", which must not block deploying this one; its own readiness is checked after loading.
+                if not client.is_server_live():
+                    down.append(f"{host} (not live)")
             finally:
                 client.close()
         except Exception as error:
