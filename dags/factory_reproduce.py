@@ -14,8 +14,14 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
+from factory_providers.notifier import EmailNotifier, WebhookNotifier
 
-DEFAULT_ARGS = {"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=15)}
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=15),
+    "on_failure_callback": [WebhookNotifier(), EmailNotifier()],
+}
 
 
 def _reproduction_prefix(model_name: str, version: str, run_id: str | None) -> str:

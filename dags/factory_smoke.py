@@ -10,8 +10,14 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
+from factory_providers.notifier import EmailNotifier, WebhookNotifier
 
-DEFAULT_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=5)}
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=5),
+    "on_failure_callback": [WebhookNotifier(), EmailNotifier()],
+}
 
 
 @dag(

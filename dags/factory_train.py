@@ -15,6 +15,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
+from factory_providers.notifier import EmailNotifier, WebhookNotifier
 
 # Must match pipelines.assembly.DEFAULT_DATASET_SPEC (not imported here: it pulls pandas into DAG parsing).
 DEFAULT_DATASET_SPEC = "pipelines/configs/datasets/flights.yaml"
@@ -57,7 +58,7 @@ DEFAULT_ARGS = {
     "owner": "ml-platform",
     "retries": 1,
     "retry_delay": timedelta(seconds=15),
-    "on_failure_callback": record_failure_in_mlflow,
+    "on_failure_callback": [record_failure_in_mlflow, WebhookNotifier(), EmailNotifier()],
 }
 
 
@@ -189,7 +190,7 @@ def factory_train():
             "warnings": [check.name for check in report.warnings],
         }
 
-    @task
+    @task(queue="training", pool="training")
     def train_model(
         snapshot: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
     ) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def factory_train():
         )
         return {"prefix": prefix, "native_model_key": f"{prefix}/model/{native.name}"}
 
-    @task
+    @task(queue="training", pool="training")
     def evaluate_and_export(
         snapshot: dict[str, Any], trained: dict[str, Any], params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -335,7 +336,7 @@ def factory_train():
         return candidate.model_dump()
 
     # ----- quality gate: champion vs this version on its own test rows -> (a human) -> `challenger` -----------
-    @task
+    @task(queue="training", pool="training")
     def gate_candidate(
         snapshot: dict[str, Any], registered: dict[str, Any], params: dict[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -69,6 +69,10 @@ def test_every_dag_has_tags_owner_retries_and_no_cycle(dagbag):
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
+            callbacks = task.on_failure_callback or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            kinds = {type(callback).__name__ for callback in callbacks}
+            assert {"WebhookNotifier", "EmailNotifier"} <= kinds, f"{dag_id}.{task.task_id} alerts nobody on failure"
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
