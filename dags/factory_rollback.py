@@ -78,6 +78,7 @@ def factory_rollback():
                 champion=champion,
                 challenger=target,
                 pool=current.routes.pool if current else "default",
+                target_pool=current.routes.pool if current else "default",
                 policy_path=params["policy"],
                 actor=f"airflow:{ti.dag_id}/{ti.run_id}",
             )

@@ -56,8 +56,9 @@ def _guarded_step(rollout: dict[str, Any], seq: int, step: str, run) -> dict[str
 
     plan, policy, gateway, recorder = _context(rollout)
     started = datetime.now(UTC)
-    if plan.champion is None:
-        recorder.write(seq, step, "skipped", started, detail="first rollout: no champion to compare with")
+    if plan.champion is None or (plan.blue_green and step in ("canary", "ramp")):
+        why = "first rollout: no champion to compare with" if plan.champion is None else "blue-green: one switch"
+        recorder.write(seq, step, "skipped", started, detail=why)
         return {"step": step, "action": "skipped"}
     with gateway.route_store() as store:
         try:
@@ -144,6 +145,12 @@ def _split_steps(percents):  # -> run(plan, policy, gateway, store) for _guarded
         "policy": Param(
             "pipelines/configs/policies/rollout.yaml", type="string", description="Rollout policy (windows, limits)"
         ),
+        "strategy": Param(
+            "progressive",
+            enum=["progressive", "blue_green"],
+            description="progressive: canary and ramp in the serving pool; blue_green: deploy to the idle pool, "
+            "shadow there, then switch every request at once",
+        ),
     },
 )
 def factory_rollout():
@@ -155,9 +162,10 @@ def factory_rollout():
         from factory_providers.gateway.hooks import GatewayHook
         from factory_providers.mlflow.aliases import AliasRegistry
         from factory_providers.rollout.operations import Rollout, StepRecorder
+        from factory_providers.triton.hooks import TritonHook
 
         from pipelines.assembly import DATA_BUCKET, run_key
-        from pipelines.rollout.plan import RolloutPlanError, rollout_versions
+        from pipelines.rollout.plan import RolloutPlanError, idle_pool, rollout_versions
         from pipelines.rollout.policy import RolloutPolicyError, load_rollout_policy
 
         params = params or {}
@@ -170,16 +178,23 @@ def factory_rollout():
             raise AirflowFailException(str(error)) from None
         with GatewayHook().route_store() as store:
             current = store.get_routes(model)
+        pool = current.routes.pool if current else "default"
+        try:
+            target_pool = idle_pool(list(TritonHook().pools), pool) if params["strategy"] == "blue_green" else pool
+        except RolloutPlanError as error:
+            raise AirflowFailException(str(error)) from None
         plan = Rollout(
             model=model,
             rollout_id=run_key(ti.run_id),
             champion=champion,
             challenger=challenger,
-            pool=current.routes.pool if current else "default",
+            pool=pool,
+            target_pool=target_pool,
             policy_path=params["policy"],
             actor=f"airflow:{ti.dag_id}/{ti.run_id}",
         )
         detail = f"roll out v{challenger} over " + (f"champion v{champion}" if champion else "no champion")
+        detail += f", blue-green from pool {pool} to {target_pool}" if plan.blue_green else f" in pool {pool}"
         StepRecorder(plan, DATA_BUCKET).write(0, "plan", "planned", datetime.now(UTC), detail=detail)
         return plan.model_dump()
 
@@ -195,7 +210,7 @@ def factory_rollout():
         started = datetime.now(UTC)
         live = [plan.challenger] + ([plan.champion] if plan.champion else [])
         try:
-            report = deploy(plan.model, live, [plan.challenger], policy)
+            report = deploy(plan.model, live, [plan.challenger], policy, pools=[plan.target_pool])
         except FleetDeployError as error:  # the fleet is back on what it served: the champion keeps serving
             recorder.write(1, "deploy", "failed", started, detail=str(error))
             raise AirflowFailException(str(error)) from None
@@ -212,7 +227,7 @@ def factory_rollout():
             from pipelines.rollout.plan import shadow_routes
             from pipelines.rollout.window import shadow_window, version_window
 
-            routes = shadow_routes(plan.champion, plan.challenger, plan.pool, policy.shadow.share)
+            routes = shadow_routes(plan.champion, plan.challenger, plan.pool, policy.shadow.share, plan.target_pool)
             table = gateway.apply_routes(store, plan.model, routes, reason=f"rollout {plan.rollout_id}: shadow")
             verdict = hold_and_judge(
                 gateway,
@@ -238,6 +253,8 @@ def factory_rollout():
     def ramp(rollout: dict[str, Any]) -> dict[str, Any]:
         return _guarded_step(rollout, 4, "ramp", _split_steps(lambda policy: policy.percent_steps[1:]))
 
+    # Blue-green has no split: routes name one pool, so the challenger's pool takes every request at the switch.
+
     @task
     def promote(rollout: dict[str, Any]) -> dict[str, Any]:
         """100 % to the challenger (applied by every replica), then the `champion` alias, compare-and-set."""
@@ -249,10 +266,9 @@ def factory_rollout():
 
         plan, _, gateway, recorder = _context(rollout)
         started = datetime.now(UTC)
+        routes = champion_routes(plan.challenger, plan.target_pool)  # blue-green: the switch to the other pool
         with gateway.route_store() as store:
-            table = gateway.apply_routes(
-                store, plan.model, champion_routes(plan.challenger, plan.pool), reason=f"rollout {plan.rollout_id}"
-            )
+            table = gateway.apply_routes(store, plan.model, routes, reason=f"rollout {plan.rollout_id}")
         with AliasRegistry.connect() as registry:
             move = registry.move_alias(
                 plan.model,
@@ -299,7 +315,9 @@ def factory_rollout():
 
         plan, policy, _, recorder = _context(rollout)
         started = datetime.now(UTC)
-        report = deploy(plan.model, [plan.challenger], [], policy)
+        # Every pool serves the new champion alone; after a blue-green switch the old pool loads it (parity-checked)
+        # so the next rollout has an idle pool that can take traffic back.
+        report = deploy(plan.model, [plan.challenger], [plan.challenger] if plan.blue_green else [], policy)
         old = f"v{plan.champion} unloaded" if plan.champion else "nothing to unload"
         recorder.write(7, "unload", "unloaded", started, detail=f"{old}; v{plan.challenger} alone is live")
         return report.model_dump()

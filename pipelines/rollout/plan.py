@@ -6,7 +6,7 @@ traffic from the challenger's in the same window.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from serving.gateway.routing import Routes
 
@@ -19,9 +19,19 @@ def champion_routes(champion: int, pool: str) -> Routes:
     return Routes.single(champion, label="champion", pool=pool)
 
 
-def shadow_routes(champion: int, challenger: int, pool: str, share: float) -> Routes:
-    """All answers from the champion; `share` of the requests mirrored to the challenger, off the response path."""
-    return champion_routes(champion, pool).with_shadow(challenger, share=share)
+def shadow_routes(champion: int, challenger: int, pool: str, share: float, shadow_pool: str | None = None) -> Routes:
+    """All answers from the champion; `share` of the requests mirrored to the challenger, off the response path
+    (on `shadow_pool`: the idle pool of a blue-green pair, where the challenger waits for the switch)."""
+    return champion_routes(champion, pool).with_shadow(challenger, share=share, pool=shadow_pool)
+
+
+def idle_pool(pools: Sequence[str], active: str) -> str:
+    """The other pool of a blue-green pair: exactly two pools, one of them active."""
+    if len(pools) != 2 or active not in pools:
+        raise RolloutPlanError(
+            f"blue-green needs exactly two Triton pools, one of them active ({active!r}); the fleet has {sorted(pools)}"
+        )
+    return next(pool for pool in pools if pool != active)
 
 
 def split_routes(champion: int, challenger: int, percent: float, pool: str) -> Routes:

@@ -31,6 +31,7 @@ from factory.source_data import seed_source_database
 from factory.stack import Stack, s3_client
 from serving.model_repository.local_server import LocalTritonServer
 from serving.triton.runtime import locate
+from tests.integration.conftest import stack_subprocess_env
 
 pytestmark = [pytest.mark.services, pytest.mark.scheduler, pytest.mark.slow]
 
@@ -402,3 +403,84 @@ def test_a_host_dying_mid_deploy_restores_the_fleet_and_the_champion_keeps_servi
 
     with pytest.raises(FleetDeployError, match="down"):
         check_hosts(hosts)  # and a deploy to a fleet with a host down is refused before anything is written
+
+
+# ----- blue-green: two pools, one switch -----------------------------------------------------------------------
+CHILD = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+run = bag.get_dag("factory_rollout").test(run_conf=json.loads(sys.argv[2]))
+print("DAGRUN " + json.dumps({"state": str(run.state), "run_id": run.run_id}), flush=True)
+"""
+
+
+def test_blue_green_deploys_to_the_idle_pool_and_switches_every_request_at_once(
+    live_stack, versions, registry, fleet, tmp_path
+):
+    """Pools blue (the stack's tritonserver) and green (a private one) behind a private gateway replica; the
+    rollout runs with dag.test() in a child process whose Connections name that fleet and that gateway."""
+    import json
+    import subprocess
+    import sys
+    import uuid
+
+    from factory.settings import PROJECT_ROOT
+    from pipelines.rollout.plan import champion_routes
+    from serving.gateway import RouteStore
+    from serving.gateway.local_process import LocalGateway
+
+    a, b = versions
+    blue, green = fleet[0], fleet[1].http_url
+    settings = live_stack.settings
+    deploy_on([blue], [a], [a])  # A serves on blue, B is nowhere yet
+    prefix, token, (port,) = (
+        f"factory-test:{uuid.uuid4().hex[:12]}",
+        "blue-green-token-" + uuid.uuid4().hex,
+        free_ports(1),
+    )
+    gateway_env = {
+        "FACTORY_GATEWAY_TOKEN": token,
+        "FACTORY_GATEWAY_POOLS": json.dumps({"blue": [blue], "green": [green]}),
+        "FACTORY_REDIS_URL": settings.redis_url,
+        "FACTORY_GATEWAY_REDIS_PREFIX": prefix,
+        "FACTORY_GATEWAY_REPLICA_ID": "blue-green-replica",
+        "FACTORY_GATEWAY_POLL_INTERVAL": "0.05",
+    }
+    store = RouteStore(settings.redis_url, prefix)
+    store.set_routes(MODEL, champion_routes(a, "blue"), 0, reason="test set-up")
+    set_alias(registry, "champion", a)
+    set_alias(registry, "challenger", b)
+    env = stack_subprocess_env(live_stack)
+    triton = json.loads(env["AIRFLOW_CONN_FACTORY_TRITON"])
+    triton["extra"] = triton.get("extra", {}) | {"pools": {"blue": [blue], "green": [green]}}
+    gateway_conn = json.loads(env["AIRFLOW_CONN_FACTORY_GATEWAY"])
+    gateway_conn |= {"port": port, "password": token}
+    gateway_conn["extra"] = gateway_conn.get("extra", {}) | {"redis_prefix": prefix}
+    env |= {"AIRFLOW_CONN_FACTORY_TRITON": json.dumps(triton), "AIRFLOW_CONN_FACTORY_GATEWAY": json.dumps(gateway_conn)}
+    conf = {"strategy": "blue_green", "policy": str(fast_policy(tmp_path / "fast.yaml"))}
+    try:
+        with LocalGateway(gateway_env, tmp_path / "gateway.log", port) as gateway:
+            load = Load(gateway.url, token, feature_rows(a))
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                clients = [pool.submit(load.client, offset) for offset in range(2)]
+                result = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(PROJECT_ROOT / "dags"), json.dumps(conf)],
+                    env=env, capture_output=True, text=True, timeout=600, check=False,
+                )  # fmt: skip
+                time.sleep(1)
+                load.stop.set()
+                for future in clients:
+                    future.result()
+        runs = [json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("DAGRUN ")]
+        assert runs and runs[0]["state"] == "success", result.stdout[-3000:] + result.stderr[-3000:]
+        routes = store.get_routes(MODEL).routes
+        assert (routes.pool, [(r.version, r.percent) for r in routes.routes]) == ("green", [(b, 100)])
+        assert ready(green, b) and ready(blue, b) and not ready(blue, a)  # both pools now serve B alone
+        assert registry.current(MODEL)["champion"] == str(b)
+        assert load.served[a] and load.served[b]  # A on blue before the switch, B on green after it
+        assert set(load.statuses) == {200}, (load.statuses, load.failures)
+    finally:
+        for key in store._redis.scan_iter(f"{prefix}:*"):
+            store._redis.delete(key)
+        store.close()

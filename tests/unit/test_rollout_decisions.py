@@ -226,3 +226,14 @@ def test_a_bad_policy_names_the_field(tmp_path, text, problem):
     path.write_text(text)
     with pytest.raises(RolloutPolicyError, match=problem):
         load_rollout_policy(path)
+
+
+def test_blue_green_needs_exactly_two_pools_one_active():
+    from pipelines.rollout.plan import idle_pool
+
+    assert idle_pool(["blue", "green"], "blue") == "green"
+    assert idle_pool(["blue", "green"], "green") == "blue"
+    with pytest.raises(RolloutPlanError, match="exactly two Triton pools"):
+        idle_pool(["default"], "default")
+    with pytest.raises(RolloutPlanError, match="exactly two Triton pools"):
+        idle_pool(["blue", "green"], "default")

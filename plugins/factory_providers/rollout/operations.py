@@ -36,11 +36,16 @@ log = logging.getLogger(__name__)
 class Rollout(BaseModel):
     """What every task of one rollout (or rollback) works on; passed between tasks as XCom."""
 
+    @property
+    def blue_green(self) -> bool:
+        return self.target_pool != self.pool
+
     model: str
     rollout_id: str
     champion: int | None
     challenger: int
-    pool: str
+    pool: str  # the Triton pool the gateway routes to now (the champion's)
+    target_pool: str  # where the challenger is deployed: `pool`, or the idle pool of a blue-green pair
     policy_path: str
     actor: str
 
