@@ -66,6 +66,22 @@ class AirflowClient:
     def pause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
 
+    def set_pool(self, name: str, slots: int, description: str = "") -> None:
+        """Create the pool, or set its slots and description if it exists (idempotent)."""
+        pool = {"name": name, "slots": slots, "description": description, "include_deferred": False}
+        action = {"action": "create", "entities": [pool], "action_on_existence": "overwrite"}
+        result = self._call("PATCH", "/pools", json={"actions": [action]})
+        if errors := result.get("create", {}).get("errors"):
+            raise AirflowApiError(f"pool {name!r} was not set: {errors}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as the API returns them (state, try_number, hostname, queue, pool, ...)."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every attempt of one task instance (the latest included), each with its hostname and state."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")["task_instances"]
+
     def dag_runs(self, dag_id: str, limit: int = 50) -> list[dict[str, Any]]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": limit})["dag_runs"]
 
@@ -81,7 +97,7 @@ class AirflowClient:
         )  # fmt: skip
         content = answer.get("content", "")
         if isinstance(content, list):
-            return "\n".join(str(item.get("event", item)) if isinstance(item, dict) else str(item) for item in content)
+            return "\n".join(_log_line(item) for item in content)
         return str(content)
 
     def asset_events(self, **filters: Any) -> list[dict[str, Any]]:
@@ -126,9 +142,8 @@ class AirflowClient:
         return f"{dag_id} [{run_state}] " + " ".join(states)
 
     def task_timings(self, dag_id: str, run_id: str) -> list[TaskTiming]:
-        payload = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         timings = []
-        for item in payload["task_instances"]:
+        for item in self.task_instances(dag_id, run_id):
             start = _parse_time(item.get("start_date"))
             end = _parse_time(item.get("end_date"))
             timings.append(
@@ -195,3 +210,15 @@ class AirflowClient:
 
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _log_line(item: object) -> str:
+    """One structured log record as text, with the exception it carries (type, message, innermost frame)."""
+    if not isinstance(item, dict):
+        return str(item)
+    line = str(item.get("event", item))
+    for error in item.get("error_detail") or []:
+        frames = error.get("frames") or [{}]
+        where = f"{frames[-1].get('filename', '?')}:{frames[-1].get('lineno', '?')}"
+        line += f"\n  {error.get('exc_type')}: {error.get('exc_value')} (at {where})"
+    return line

@@ -6,12 +6,15 @@ environment built here is also what tests and the CLI use to talk to the same st
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from factory import celery_workers
 from factory.credentials import Credentials
 from factory.settings import PROJECT_ROOT, StackSettings
 from serving.triton.runtime import locate as locate_triton
@@ -39,6 +42,8 @@ class Service:
     depends_on: tuple[str, ...] = field(default_factory=tuple)
     # Set when `health_url` is a JSON health report of several components: this one must say "healthy".
     health_component: str | None = None
+    # Set for services with no HTTP endpoint of their own (Celery workers): called instead of fetching health_url.
+    health_probe: Callable[[], bool] | None = None
 
 
 def connection_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
@@ -95,11 +100,11 @@ def airflow_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
     home = settings.airflow_home
     return {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # LocalExecutor forks up to `parallelism` workers: size it to the machine, not the default 32.
+        "AIRFLOW__CORE__EXECUTOR": settings.executor,
+        # At most this many tasks run at once (LocalExecutor forks that many): size it to the machine, not 32.
         "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
         "AIRFLOW__CORE__FERNET_KEY": creds.airflow_fernet_key,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{creds.airflow_admin_user}:admin",
@@ -115,10 +120,43 @@ def airflow_env(settings: StackSettings, creds: Credentials) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        # A task whose worker died is retried after this long without a heartbeat (Airflow's default: 5 min).
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(settings.task_heartbeat_timeout),
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "FACTORY_HOME": str(settings.home),
+        **_celery_env(settings),
         **connection_env(settings, creds),
+    }
+
+
+def _celery_env(settings: StackSettings) -> dict[str, str]:
+    """CeleryExecutor (production profile): broker Redis under the stack's key prefix, results in PostgreSQL."""
+    if settings.executor != "CeleryExecutor":
+        return {}
+    return {
+        "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url,
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": settings.celery_key_prefix,
+        # Redelivery of an unacknowledged task: longer than any task runs. A task lost with its worker is retried
+        # sooner, by the scheduler (task_instance_heartbeat_timeout); a late redelivery is refused by the API.
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + settings.database_url("airflow").replace("+psycopg2", ""),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.celery_worker_concurrency),
+        # One message in hand per free slot: a busy worker does not hold tasks another, idle, worker could run.
+        "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+        # Load plugins and the task runner once per worker, not once per task (see factory/celery_preload.py).
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"imports": ["factory.celery_preload"]}),
+    }
+
+
+def airflow_pools(settings: StackSettings) -> dict[str, tuple[int, str]]:
+    """Pools the DAGs use (name -> slots, description); created on every profile, since a task naming a missing
+    pool is never scheduled."""
+    return {
+        celery_workers.TRAINING_POOL: (
+            settings.training_pool_slots,
+            "heavy tasks (training, evaluation, gate): each already uses every core it gets",
+        )
     }
 
 
@@ -286,7 +324,41 @@ def airflow_services(settings: StackSettings, creds: Credentials) -> list[Servic
         )
         for component in AIRFLOW_COMPONENTS
     ]
-    return [api, *components]
+    return [api, *components, *celery_worker_services(settings, env)]
+
+
+def celery_worker_services(settings: StackSettings, env: dict[str, str]) -> list[Service]:
+    """`airflow celery worker` × `celery_workers` (production profile), each with its own node name and log.
+
+    Task logs stay in the shared `$AIRFLOW_HOME/logs` (as a shared volume would be), so the API server reads them
+    from disk and the workers serve none (`--skip-serve-logs`: no log-server port to collide on one machine).
+    """
+    if settings.executor != "CeleryExecutor":
+        return []
+    services = []
+    for index in range(1, settings.celery_workers + 1):
+        node = celery_workers.node_name(f"worker-{index}")
+        argv = [
+            str(ORCHESTRATION_BIN / "airflow"), "celery", "worker",
+            "--queues", ",".join(celery_workers.QUEUES),
+            "--concurrency", str(settings.celery_worker_concurrency),
+            "--celery-hostname", node, "--skip-serve-logs", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        worker_env = {
+            **env,
+            celery_workers.WORKER_NAME_VARIABLE: node,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "factory.celery_workers.worker_hostname",
+        }
+        probe = functools.partial(celery_workers.ping, settings.celery_broker_url, settings.celery_key_prefix, node)
+        services.append(
+            Service(
+                f"airflow-celery-worker-{index}", argv, worker_env, {}, f"{settings.celery_broker_url}#{node}",
+                depends_on=("airflow-api-server",), startup_timeout=120,
+                stop_timeout=30,  # SIGTERM is a warm shutdown: running tasks may finish first
+                health_probe=probe,
+            )
+        )  # fmt: skip
+    return services
 
 
 def all_services(settings: StackSettings, creds: Credentials) -> list[Service]:

@@ -17,6 +17,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Profile = Literal["embedded", "production"]
 PROFILES: tuple[str, ...] = ("embedded", "production")
+Executor = Literal["LocalExecutor", "CeleryExecutor"]
+# The embedded profile runs tasks as local processes; production hands them to Celery workers.
+DEFAULT_EXECUTORS: dict[str, Executor] = {"embedded": "LocalExecutor", "production": "CeleryExecutor"}
 
 
 class SettingsError(ValueError):
@@ -85,6 +88,7 @@ class StackSettings:
     home: Path
     profile: Profile
     ports: Ports
+    executor: Executor = "LocalExecutor"
     host: str = "127.0.0.1"
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_prefix: str = "factory"
@@ -99,6 +103,18 @@ class StackSettings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     gateway_redis_prefix: str = "factory:gateway"
     gateway_sample_share: float = 1.0  # local traffic is small: log all of it for the monitor
+    # Production profile: CeleryExecutor. Its broker is a Redis DB of its own; the key prefix keeps stacks sharing
+    # that Redis (a developer's and a test session's) from taking each other's tasks.
+    celery_broker_url: str = "redis://127.0.0.1:6379/1"
+    celery_key_prefix: str = "factory:celery:"
+    celery_workers: int = 2
+    celery_worker_concurrency: int = 2
+    # The `training` pool bounds heavy tasks (training, evaluation, gate) on any executor: one per two cores, as
+    # each already uses every core it is given (HGB/torch threads).
+    training_pool_slots: int = max(1, (os.cpu_count() or 2) // 2)
+    # How long a task whose worker vanished (killed, host lost) stays `running` before the scheduler retries it.
+    task_heartbeat_timeout: int = 120
+    dags_folder: Path = PROJECT_ROOT / "dags"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
@@ -106,6 +122,11 @@ class StackSettings:
         profile = merged.get("FACTORY_PROFILE", "embedded") or "embedded"
         if profile not in PROFILES:
             raise SettingsError(f"FACTORY_PROFILE={profile!r}: choose one of {', '.join(PROFILES)}")
+        executor = merged.get("FACTORY_AIRFLOW_EXECUTOR") or DEFAULT_EXECUTORS[profile]
+        if executor not in DEFAULT_EXECUTORS.values():
+            raise SettingsError(f"FACTORY_AIRFLOW_EXECUTOR={executor!r}: choose LocalExecutor or CeleryExecutor")
+        if executor == "CeleryExecutor" and profile != "production":
+            raise SettingsError("FACTORY_AIRFLOW_EXECUTOR=CeleryExecutor needs FACTORY_PROFILE=production (PostgreSQL)")
         home = _project_path(merged.get("FACTORY_HOME") or ".factory")
         prefix = merged.get("FACTORY_DB_PREFIX", "factory") or "factory"
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
@@ -114,17 +135,22 @@ class StackSettings:
             home=home,
             profile=profile,  # type: ignore[arg-type]  # checked against PROFILES above
             ports=Ports.from_env(merged),
+            executor=executor,  # type: ignore[arg-type]  # checked above
             postgres_dsn=merged.get("FACTORY_POSTGRES_DSN") or cls.postgres_dsn,
             database_prefix=prefix,
             triton_venv=_project_path(merged.get("FACTORY_TRITON_VENV") or ".venv-triton"),
-            airflow_parallelism=_parse_positive(
-                "FACTORY_AIRFLOW_PARALLELISM", merged.get("FACTORY_AIRFLOW_PARALLELISM") or "4"
-            ),
             redis_url=merged.get("FACTORY_REDIS_URL") or cls.redis_url,
             gateway_redis_prefix=merged.get("FACTORY_GATEWAY_REDIS_PREFIX") or cls.gateway_redis_prefix,
             gateway_sample_share=_parse_share(
                 "FACTORY_GATEWAY_SAMPLE_SHARE", merged.get("FACTORY_GATEWAY_SAMPLE_SHARE") or "1.0"
             ),
+            celery_broker_url=merged.get("FACTORY_CELERY_BROKER_URL") or cls.celery_broker_url,
+            celery_key_prefix=merged.get("FACTORY_CELERY_KEY_PREFIX") or cls.celery_key_prefix,
+            **{
+                name: _parse_positive(variable, merged.get(variable) or str(getattr(cls, name)))
+                for name, variable in _POSITIVE_SETTINGS.items()
+            },
+            dags_folder=_project_path(merged.get("FACTORY_DAGS_FOLDER") or "dags"),
         )
 
     # Layout of the state directory: everything the stack writes lives under `home`.
@@ -192,6 +218,16 @@ class StackSettings:
         return f"{server}/{self.database_prefix}_{component}"
 
 
+# Positive integers read from the environment: field -> variable.
+_POSITIVE_SETTINGS = {
+    "airflow_parallelism": "FACTORY_AIRFLOW_PARALLELISM",
+    "celery_workers": "FACTORY_CELERY_WORKERS",
+    "celery_worker_concurrency": "FACTORY_CELERY_WORKER_CONCURRENCY",
+    "training_pool_slots": "FACTORY_TRAINING_POOL_SLOTS",
+    "task_heartbeat_timeout": "FACTORY_TASK_HEARTBEAT_TIMEOUT",
+}
+
+
 def isolated_settings(home: Path, **extra: str) -> StackSettings:
     """Settings for a throwaway stack (tests, benchmarks): its own state dir and a free port for every service."""
     from factory.processes import free_ports
@@ -199,7 +235,9 @@ def isolated_settings(home: Path, **extra: str) -> StackSettings:
     names = [field.name for field in fields(Ports)]
     env = {f"FACTORY_PORT_{name.upper()}": str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
     # Its own routing-state keys too: Redis is shared with the developer's stack and other test sessions.
-    env["FACTORY_GATEWAY_REDIS_PREFIX"] = f"factory-test:{os.getpid()}-{env['FACTORY_PORT_GATEWAY']}:gateway"
+    stack_key = f"factory-test:{os.getpid()}-{env['FACTORY_PORT_GATEWAY']}"
+    env["FACTORY_GATEWAY_REDIS_PREFIX"] = f"{stack_key}:gateway"
+    env["FACTORY_CELERY_KEY_PREFIX"] = f"{stack_key}:celery:"
     return StackSettings.from_env({"FACTORY_HOME": str(home), **env, **extra})
 
 

@@ -18,9 +18,13 @@ from pathlib import Path
 import httpx
 
 from factory import processes
+from factory.airflow_api import AirflowClient
 from factory.credentials import Credentials, load_or_create, write_private_json
-from factory.services import Service, airflow_env, all_services, s3_identities
+from factory.services import Service, airflow_env, airflow_pools, all_services, s3_identities
 from factory.settings import PROJECT_ROOT, StackSettings
+
+# The production profile's PostgreSQL databases are `<prefix>_<component>`.
+DATABASE_COMPONENTS = ("airflow", "mlflow", "source")
 
 
 class StackError(RuntimeError):
@@ -60,6 +64,8 @@ class Stack:
             started = {service.name: self._start(service) for service in wave}
             for service in wave:
                 self._await_start(service, started[service.name])
+                if service.name == "airflow-api-server":  # running or just started: pools follow the settings
+                    self._ensure_pools()
             ready |= {service.name for service in wave}
             pending = [service for service in pending if service.name not in ready]
         return self.status()
@@ -81,6 +87,30 @@ class Stack:
         if busy:
             raise StackError(f"ports still in use after stopping: {', '.join(sorted(busy))}")
         return stopped
+
+    def purge(self) -> None:
+        """Delete what a stopped stack keeps outside its home: in the production profile its PostgreSQL databases
+        and its Celery broker keys. For throwaway stacks (tests, benchmarks); a developer's stack keeps its state."""
+        if self.settings.profile != "production":
+            return
+        import psycopg2
+        import redis
+
+        conn = psycopg2.connect(self.settings.postgres_dsn, connect_timeout=5)
+        conn.autocommit = True  # DROP DATABASE cannot run in a transaction
+        try:
+            with conn.cursor() as cursor:
+                for component in DATABASE_COMPONENTS:
+                    name = f"{self.settings.database_prefix}_{component}"  # validated in StackSettings
+                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
+        broker = redis.Redis.from_url(self.settings.celery_broker_url)
+        try:
+            if keys := list(broker.scan_iter(match=f"{self.settings.celery_key_prefix}*")):
+                broker.delete(*keys)
+        finally:
+            broker.close()
 
     def status(self) -> list[ServiceStatus]:
         return [self._status(service) for service in self.services]
@@ -104,6 +134,11 @@ class Stack:
 
     def airflow_env(self) -> dict[str, str]:
         return airflow_env(self.settings, self.credentials)
+
+    def airflow_client(self) -> AirflowClient:
+        """A REST client of the stack's Airflow, logged in as its admin (the caller closes it)."""
+        creds = self.credentials
+        return AirflowClient(self.settings.airflow_url, creds.airflow_admin_user, creds.airflow_admin_password)
 
     # ----- lifecycle ------------------------------------------------------------------------------------------
     def _with_dependencies(self, names: Iterable[str] | None) -> set[str]:
@@ -185,6 +220,8 @@ class Stack:
         return f"{service.name} {what}. Last lines of {log}:\n{processes.tail(log)}"
 
     def _is_healthy(self, service: Service) -> bool:
+        if service.health_probe is not None:
+            return service.health_probe()
         try:
             response = httpx.get(service.health_url, timeout=2.0)
             if service.health_component is None:
@@ -216,6 +253,16 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"`airflow db migrate` failed. Last lines of {log}:\n{processes.tail(log)}")
 
+    def _ensure_pools(self) -> None:
+        """Create or resize the pools the DAGs name (before any scheduler runs: a missing pool stalls its tasks)."""
+        client = self.airflow_client()
+        try:
+            for name, (slots, description) in airflow_pools(self.settings).items():
+                client.set_pool(name, slots, description)
+                self._report(f"airflow: pool {name} ({slots} slots)")
+        finally:
+            client.close()
+
     def _ensure_postgres_databases(self) -> None:
         import psycopg2
 
@@ -228,7 +275,7 @@ class Stack:
         conn.autocommit = True  # CREATE DATABASE cannot run in a transaction (so no `with conn:` either)
         try:
             with conn.cursor() as cursor:
-                for component in ("airflow", "mlflow", "source"):
+                for component in DATABASE_COMPONENTS:
                     name = f"{self.settings.database_prefix}_{component}"
                     cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                     if cursor.fetchone() is None:

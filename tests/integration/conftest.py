@@ -6,8 +6,11 @@ touch the developer's own stack on the default ports.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +42,16 @@ def stack_connections(live_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Sta
 def stack_subprocess_env(stack: Stack) -> dict[str, str]:
     """Environment for a child process that behaves like an Airflow component of `stack`."""
     return {**os.environ, **stack.airflow_env()}
+
+
+@contextlib.contextmanager
+def temporary_production_stack(home: Path, **extra: str) -> Iterator[Stack]:
+    """A production-profile stack (not started) on PostgreSQL databases with a random prefix and its own Celery
+    key prefix in Redis; on exit it is stopped and purged (databases dropped, broker keys deleted)."""
+    prefix = f"factory_ci_{secrets.token_hex(4)}"
+    stack = Stack(isolated_settings(home, FACTORY_PROFILE="production", FACTORY_DB_PREFIX=prefix, **extra), env={})
+    try:
+        yield stack
+    finally:
+        stack.down()
+        stack.purge()

@@ -5,31 +5,18 @@ The databases get a per-run prefix, are created by `stack up` and dropped afterw
 
 from __future__ import annotations
 
-import secrets
-
 import psycopg2
 import pytest
 
-from factory.settings import isolated_settings
-from factory.stack import Stack
+from tests.integration.conftest import temporary_production_stack
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 def production_stack(tmp_path):
-    prefix = f"factory_ci_{secrets.token_hex(4)}"
-    stack = Stack(isolated_settings(tmp_path, FACTORY_PROFILE="production", FACTORY_DB_PREFIX=prefix), env={})
-    try:
+    with temporary_production_stack(tmp_path) as stack:
         yield stack
-    finally:
-        stack.down()
-        conn = psycopg2.connect(stack.settings.postgres_dsn)
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            for component in ("airflow", "mlflow", "source"):
-                cursor.execute(f'DROP DATABASE IF EXISTS "{prefix}_{component}" WITH (FORCE)')
-        conn.close()
 
 
 def _tables(dsn: str, database: str) -> set[str]:

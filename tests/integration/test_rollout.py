@@ -304,8 +304,9 @@ def fleet(live_stack: Stack, connections, tmp_path) -> Iterator[tuple[str, Local
         yield settings.triton_http_url, second
 
 
-def deploy_on(hosts: list[str], live: list[int], introduce: list[int], onnx_hook=None):
-    """deploy_to_fleet on `hosts`, exactly as the rollout's deploy task calls it."""
+def deploy_on(hosts: list[str], live: list[int], introduce: list[int], onnx_hook=None, parity_from_stack=True):
+    """deploy_to_fleet on `hosts`, exactly as the rollout's deploy task calls it (parity rows: the training
+    snapshot in S3, or, when S3 is what is being broken, synthetic rows of the signature)."""
     from factory_providers.mlflow.gate import fetch_version_onnx
     from factory_providers.mlflow.hooks import MlflowHook
     from factory_providers.rollout.operations import parity_inputs
@@ -325,7 +326,15 @@ def deploy_on(hosts: list[str], live: list[int], introduce: list[int], onnx_hook
             onnx_hook(version)
         return graphs[version]
 
-    inputs = parity_inputs(mlflow, MODEL, live[0], 16, signature)
+    if parity_from_stack:
+        inputs = parity_inputs(mlflow, MODEL, live[0], 16, signature)
+    else:
+        inputs = {
+            t.name: np.full(
+                (4, 1), "x" if t.dtype == "BYTES" else 1.0, dtype=object if t.dtype == "BYTES" else np.float32
+            )
+            for t in signature.inputs
+        }
     bucket, prefix = TritonHook().repository
     return deploy_to_fleet(
         FactoryS3Hook(),
@@ -484,3 +493,24 @@ def test_blue_green_deploys_to_the_idle_pool_and_switches_every_request_at_once(
         for key in store._redis.scan_iter(f"{prefix}:*"):
             store._redis.delete(key)
         store.close()
+
+
+def test_s3_down_fails_the_deploy_naming_the_endpoint_and_the_hosts_keep_serving(
+    live_stack, versions, fleet, monkeypatch
+):
+    import json
+
+    from factory_providers.triton.repository import RepositoryStoreError
+
+    a, b = versions
+    stack_host, second = fleet
+    hosts = [stack_host, second.http_url]
+    deploy_on(hosts, [a], [a])
+    (port,) = free_ports(1)
+    creds = live_stack.credentials
+    endpoint = {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": live_stack.settings.region}
+    conn = {"conn_type": "aws", "login": creds.s3_access_key, "password": creds.s3_secret_key, "extra": endpoint}
+    monkeypatch.setenv("AIRFLOW_CONN_FACTORY_S3", json.dumps(conn))
+    with pytest.raises(RepositoryStoreError, match=rf"S3 failed listing .*127.0.0.1:{port}"):
+        deploy_on(hosts, [a, b], [b], parity_from_stack=False)
+    assert all(ready(host, a) and not ready(host, b) for host in hosts)
