@@ -200,6 +200,28 @@ class AirflowClient:
             json={"chosen_options": chosen_options, "params_input": params_input or {}},
         )
 
+    def answer_hitl_until_taken(
+        self, dag_id: str, run_id: str, task_id: str, chosen_options: list[str], timeout: float = 600.0
+    ) -> list[dict[str, Any]]:
+        """Answer the task's request and keep answering until the task moves on; the answers given, in order.
+
+        Even after the settle time of `wait_for_hitl_request`, a loaded scheduler (2 cores at load 10) can still
+        lose an answer to the Airflow 3.3.2 race described there: the task is retried and asks again, unanswered.
+        A person would answer the new request in the UI; so does this, instead of waiting for a timeout.
+        """
+        deadline = time.monotonic() + timeout
+        answers: list[dict[str, Any]] = []
+        while True:
+            try:
+                request = self.wait_for_hitl_request(dag_id, run_id, task_id, timeout=deadline - time.monotonic())
+            except AirflowApiError:
+                if answers:  # it ended after an answer: taken
+                    return answers
+                raise
+            if not request.get("response_received"):
+                answers.append(self.answer_hitl(dag_id, run_id, task_id, chosen_options))
+            time.sleep(2.0)
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         entry = self._call(
             "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",

@@ -81,7 +81,8 @@ def gate_runs(live_stack: Stack, airflow: AirflowClient, tmp_path_factory) -> di
         runs[name] = {"run_id": airflow.trigger(DAG_ID, TWO_WEEKS | {"gate_policy": str(policy)})}
     approve = runs["approve"]["run_id"]
     runs["approve"]["request"] = airflow.wait_for_hitl_request(DAG_ID, approve, "approve_candidate", timeout=900)
-    runs["approve"]["answer"] = airflow.answer_hitl(DAG_ID, approve, "approve_candidate", ["Approve"])
+    answers = airflow.answer_hitl_until_taken(DAG_ID, approve, "approve_candidate", ["Approve"], timeout=900)
+    runs["approve"]["answer"] = answers[-1]
     for run in runs.values():
         run["dag_run"] = airflow.wait_for_run(DAG_ID, run["run_id"], timeout=900)
         run["states"] = {t.task_id: t.state for t in airflow.task_timings(DAG_ID, run["run_id"])}
