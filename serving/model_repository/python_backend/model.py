@@ -20,10 +20,8 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        batch = []
-        for request in requests:
-            tensors = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.runner.input_names}
-            batch.append({name: None if t is None else t.as_numpy() for name, t in tensors.items()})
+        # request.inputs() once per request: pb_utils.get_input_tensor_by_name lists every input on each call.
+        batch = [{tensor.name(): tensor.as_numpy() for tensor in request.inputs()} for request in requests]
         responses = []
         for result in self.runner.run(batch):
             if isinstance(result, str):
