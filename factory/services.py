@@ -65,9 +65,12 @@ def connection_env(settings: StackSettings, creds: Credentials) -> dict[str, str
             "metrics_port": settings.ports.triton_metrics,
             "repository_bucket": settings.triton_bucket,
             "repository_prefix": settings.triton_prefix,
+            # The fleet deploys go to (TritonHook.pools): every host, one pool, the one every gateway replica uses.
+            "pools": {"default": settings.triton_http_urls},
         },
     }
-    # The serving gateway: its HTTP endpoint and token, and where its routing state lives (RouteStore).
+    # The serving gateway: its (first replica's) HTTP endpoint and token, and where the routing state every replica
+    # reads lives (RouteStore); rollouts find the other replicas there, by the URLs they advertise.
     gateway = {
         "conn_type": "http",
         "host": settings.host,
@@ -222,9 +225,11 @@ def mlflow(settings: StackSettings, creds: Credentials) -> Service:
     )  # fmt: skip
 
 
-def triton(settings: StackSettings, creds: Credentials) -> Service:
+def triton(settings: StackSettings, creds: Credentials, host: int = 1) -> Service:
+    """Triton host `host` (1: service `triton`, N: `triton-N` on its own ports); every host loads the same S3
+    repository, so the fleet is one pool and a deploy loads each version on all of them."""
     runtime = locate_triton(settings.triton_venv)
-    p = settings.ports
+    http, grpc, metrics = settings.triton_ports(host).values()
     env = {
         **_base_env(),
         **_aws_env(settings, creds),
@@ -237,52 +242,62 @@ def triton(settings: StackSettings, creds: Credentials) -> Service:
         f"--model-repository={settings.triton_repository_uri}",
         "--model-control-mode=explicit",
         f"--backend-directory={runtime.backend_directory}",
-        f"--http-address={settings.host}", f"--http-port={p.triton_http}",
-        f"--grpc-address={settings.host}", f"--grpc-port={p.triton_grpc}",
-        f"--metrics-address={settings.host}", f"--metrics-port={p.triton_metrics}",
+        f"--http-address={settings.host}", f"--http-port={http}",
+        f"--grpc-address={settings.host}", f"--grpc-port={grpc}",
+        f"--metrics-address={settings.host}", f"--metrics-port={metrics}",
         "--allow-gpu-metrics=false", "--exit-timeout-secs=5", "--log-verbose=0",
     ]  # fmt: skip
-    ports = {"triton_http": p.triton_http, "triton_grpc": p.triton_grpc, "triton_metrics": p.triton_metrics}
     return Service(
-        "triton",
+        _numbered("triton", host),
         argv,
         env,
-        ports,
-        f"{settings.triton_http_url}/v2/health/ready",
+        settings.triton_ports(host),
+        f"http://{settings.host}:{http}/v2/health/ready",
         depends_on=("s3",),
         stop_timeout=10,
     )
 
 
-def gateway(settings: StackSettings, creds: Credentials) -> Service:
-    """The serving gateway (serving/gateway): one replica in front of the stack's Triton, routes in Redis.
+def gateway(settings: StackSettings, creds: Credentials, replica: int = 1) -> Service:
+    """Serving gateway replica `replica` (serving/gateway; 1: service `gateway`, N: `gateway-N` on its own port).
 
-    Redis is not a stack service (127.0.0.1:6379 runs on the machine, as PostgreSQL does): without it the
-    gateway still starts and says so on /healthz, and predictions answer 503 until the routing state loads.
+    Every replica routes over every Triton host (one `default` pool) and reads the same routes in Redis (one key
+    prefix), under its own replica id and the URL rollouts scrape its /metrics at. Redis is not a stack service
+    (127.0.0.1:6379 runs on the machine, as PostgreSQL does): without it the gateway still starts and says so on
+    /healthz, and predictions answer 503 until the routing state loads.
     """
+    port = settings.gateway_port(replica)
+    url = f"http://{settings.host}:{port}"
     env = {
         **_base_env(),
         **_aws_env(settings, creds),
         "FACTORY_GATEWAY_TOKEN": creds.gateway_token,
         "FACTORY_GATEWAY_HOST": settings.host,
-        "FACTORY_PORT_GATEWAY": str(settings.ports.gateway),
-        "FACTORY_GATEWAY_POOLS": json.dumps({"default": [settings.triton_http_url]}),
+        "FACTORY_PORT_GATEWAY": str(port),
+        "FACTORY_GATEWAY_POOLS": json.dumps({"default": settings.triton_http_urls}),
         "FACTORY_REDIS_URL": settings.redis_url,
         "FACTORY_GATEWAY_REDIS_PREFIX": settings.gateway_redis_prefix,
-        "FACTORY_GATEWAY_REPLICA_ID": f"local-{settings.ports.gateway}",
+        "FACTORY_GATEWAY_REPLICA_ID": f"local-{port}",
+        "FACTORY_GATEWAY_ADVERTISE_URL": url,
         "FACTORY_GATEWAY_SAMPLE_SHARE": str(settings.gateway_sample_share),
         "FACTORY_GATEWAY_SAMPLE_BUCKET": settings.data_bucket,
         "FACTORY_GATEWAY_S3_ENDPOINT": settings.s3_endpoint,
     }
+    tritons = tuple(_numbered("triton", host) for host in range(1, settings.triton_hosts + 1))
     return Service(
-        "gateway",
+        _numbered("gateway", replica),
         [str(ORCHESTRATION_BIN / "python"), "-m", "serving.gateway"],
         env,
-        {"gateway": settings.ports.gateway},
-        f"{settings.gateway_url}/healthz",
-        depends_on=("s3", "triton"),
+        {"gateway" if replica == 1 else f"gateway_{replica}": port},
+        f"{url}/healthz",
+        depends_on=("s3", *tritons),
         stop_timeout=15,  # SIGTERM: drain requests, flush the last samples to S3
     )
+
+
+def _numbered(name: str, index: int) -> str:
+    """The first of several alike services keeps its plain name (`triton`), the others are `triton-2`, ..."""
+    return name if index == 1 else f"{name}-{index}"
 
 
 AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
@@ -366,7 +381,7 @@ def all_services(settings: StackSettings, creds: Credentials) -> list[Service]:
     return [
         seaweedfs(settings),
         mlflow(settings, creds),
-        triton(settings, creds),
-        gateway(settings, creds),
+        *(triton(settings, creds, host) for host in range(1, settings.triton_hosts + 1)),
+        *(gateway(settings, creds, replica) for replica in range(1, settings.gateway_replicas + 1)),
         *airflow_services(settings, creds),
     ]

@@ -20,6 +20,12 @@ PROFILES: tuple[str, ...] = ("embedded", "production")
 Executor = Literal["LocalExecutor", "CeleryExecutor"]
 # The embedded profile runs tasks as local processes; production hands them to Celery workers.
 DEFAULT_EXECUTORS: dict[str, Executor] = {"embedded": "LocalExecutor", "production": "CeleryExecutor"}
+# Triton hosts and gateway replicas per profile: production shows the scale-out shape (a fleet behind replicas
+# sharing one routing state) on one machine; embedded stays one of each.
+DEFAULT_REPLICAS: dict[str, int] = {"embedded": 1, "production": 2}
+# Ports of Triton host N / gateway replica N (N >= 2) default to the first one's plus (N - 1) x this step;
+# `FACTORY_PORT_<NAME>_<N>` (e.g. FACTORY_PORT_TRITON_HTTP_2) overrides one.
+REPLICA_PORT_STEPS: dict[str, int] = {"triton_http": 10, "triton_grpc": 10, "triton_metrics": 10, "gateway": 1}
 
 
 class SettingsError(ValueError):
@@ -115,6 +121,11 @@ class StackSettings:
     # How long a task whose worker vanished (killed, host lost) stays `running` before the scheduler retries it.
     task_heartbeat_timeout: int = 120
     dags_folder: Path = PROJECT_ROOT / "dags"
+    # Triton hosts (services triton, triton-2, ...) and gateway replicas (gateway, gateway-2, ...), and the ports of
+    # every one after the first ("triton_http_2" -> port; the first ones use `ports`).
+    triton_hosts: int = 1
+    gateway_replicas: int = 1
+    replica_ports: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
@@ -128,13 +139,16 @@ class StackSettings:
         if executor == "CeleryExecutor" and profile != "production":
             raise SettingsError("FACTORY_AIRFLOW_EXECUTOR=CeleryExecutor needs FACTORY_PROFILE=production (PostgreSQL)")
         home = _project_path(merged.get("FACTORY_HOME") or ".factory")
+        triton_hosts, gateway_replicas = replica_counts(merged, profile)
+        ports = Ports.from_env(merged)
+        replica_ports = _replica_ports(merged, ports, triton_hosts, gateway_replicas)
         prefix = merged.get("FACTORY_DB_PREFIX", "factory") or "factory"
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
             raise SettingsError(f"FACTORY_DB_PREFIX={prefix!r}: use letters, digits and '_', starting with a letter")
         return cls(
             home=home,
             profile=profile,  # type: ignore[arg-type]  # checked against PROFILES above
-            ports=Ports.from_env(merged),
+            ports=ports,
             executor=executor,  # type: ignore[arg-type]  # checked above
             postgres_dsn=merged.get("FACTORY_POSTGRES_DSN") or cls.postgres_dsn,
             database_prefix=prefix,
@@ -151,6 +165,9 @@ class StackSettings:
                 for name, variable in _POSITIVE_SETTINGS.items()
             },
             dags_folder=_project_path(merged.get("FACTORY_DAGS_FOLDER") or "dags"),
+            triton_hosts=triton_hosts,
+            gateway_replicas=gateway_replicas,
+            replica_ports=replica_ports,
         )
 
     # Layout of the state directory: everything the stack writes lives under `home`.
@@ -192,6 +209,31 @@ class StackSettings:
     def triton_http_url(self) -> str:
         return f"http://{self.host}:{self.ports.triton_http}"
 
+    def triton_ports(self, host: int) -> dict[str, int]:
+        """Port purpose (as in FACTORY_PORT_<PURPOSE>) -> port of Triton host `host` (1-based)."""
+        return self._replica_ports(("triton_http", "triton_grpc", "triton_metrics"), host)
+
+    def gateway_port(self, replica: int) -> int:
+        return next(iter(self._replica_ports(("gateway",), replica).values()))
+
+    def _replica_ports(self, names: tuple[str, ...], index: int) -> dict[str, int]:
+        if index == 1:
+            return {name: getattr(self.ports, name) for name in names}
+        extra = dict(self.replica_ports)
+        return {f"{name}_{index}": extra[f"{name}_{index}"] for name in names}
+
+    @property
+    def triton_http_urls(self) -> list[str]:
+        """Every Triton host's HTTP URL, the first one first: one pool, all loading the same S3 repository."""
+        return [
+            f"http://{self.host}:{next(iter(self.triton_ports(host).values()))}"
+            for host in range(1, self.triton_hosts + 1)
+        ]
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        return [f"http://{self.host}:{self.gateway_port(replica)}" for replica in range(1, self.gateway_replicas + 1)]
+
     @property
     def airflow_url(self) -> str:
         return f"http://{self.host}:{self.ports.airflow}"
@@ -228,11 +270,50 @@ _POSITIVE_SETTINGS = {
 }
 
 
+def replica_counts(env: Mapping[str, str], profile: str) -> tuple[int, int]:
+    """(Triton hosts, gateway replicas): FACTORY_TRITON_HOSTS and FACTORY_GATEWAY_REPLICAS, else the profile's."""
+    default = str(DEFAULT_REPLICAS.get(profile, 1))
+    return (
+        _parse_positive("FACTORY_TRITON_HOSTS", env.get("FACTORY_TRITON_HOSTS") or default),
+        _parse_positive("FACTORY_GATEWAY_REPLICAS", env.get("FACTORY_GATEWAY_REPLICAS") or default),
+    )
+
+
+def replica_port_names(triton_hosts: int, gateway_replicas: int) -> list[str]:
+    """Port names of the hosts and replicas after the first (their variables are FACTORY_PORT_<NAME upper>)."""
+    counts = {"triton_http": triton_hosts, "triton_grpc": triton_hosts, "triton_metrics": triton_hosts}
+    counts["gateway"] = gateway_replicas
+    return [f"{name}_{index}" for name, count in counts.items() for index in range(2, count + 1)]
+
+
+def _replica_ports(
+    env: Mapping[str, str], ports: Ports, triton_hosts: int, gateway_replicas: int
+) -> tuple[tuple[str, int], ...]:
+    result = {}
+    for name in replica_port_names(triton_hosts, gateway_replicas):
+        base, _, index = name.rpartition("_")
+        variable = f"FACTORY_PORT_{name.upper()}"
+        raw = env.get(variable)
+        default = getattr(ports, base) + (int(index) - 1) * REPLICA_PORT_STEPS[base]
+        result[name] = _parse_port(variable, raw) if raw else default
+    seen = {port: name for name, port in ports.as_dict().items()}
+    for name, port in result.items():
+        if port in seen:
+            raise SettingsError(f"FACTORY_PORT_{name.upper()} and FACTORY_PORT_{seen[port].upper()} are both {port}")
+        if not 1 <= port <= 65535:
+            raise SettingsError(f"FACTORY_PORT_{name.upper()}={port} is outside 1-65535 (set it explicitly)")
+        seen[port] = name
+    return tuple(result.items())
+
+
 def isolated_settings(home: Path, **extra: str) -> StackSettings:
-    """Settings for a throwaway stack (tests, benchmarks): its own state dir and a free port for every service."""
+    """Settings for a throwaway stack (tests, benchmarks): its own state dir and a free port for every service
+    (every Triton host and gateway replica included)."""
     from factory.processes import free_ports
 
+    merged = {**read_dotenv(PROJECT_ROOT / ".env"), **extra}
     names = [field.name for field in fields(Ports)]
+    names += replica_port_names(*replica_counts(merged, merged.get("FACTORY_PROFILE") or "embedded"))
     env = {f"FACTORY_PORT_{name.upper()}": str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
     # Its own routing-state keys too: Redis is shared with the developer's stack and other test sessions.
     stack_key = f"factory-test:{os.getpid()}-{env['FACTORY_PORT_GATEWAY']}"

@@ -145,6 +145,7 @@ def deploy(
         signature=signature,
         onnx_of=onnx_of,
         probe=probe,
+        profile=triton.profile,
     )
 
 

@@ -4,6 +4,7 @@ The Connection (http) holds the HTTP endpoint; its extra holds `grpc_port`, `met
 repository lives in S3 (`repository_bucket`, `repository_prefix`) and optionally the fleet: `pools`, a mapping
 of pool name to the HTTP URLs of its hosts (`{"blue": ["http://gpu-1:8000", ...], "green": [...]}`), the
 same pools the serving gateway routes to. Without `pools`, the fleet is the one host of the Connection.
+`repository_profile` (`cpu-local` by default, `gpu` for NGC Triton on GPU hosts) is how deploys build version folders.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from airflow.sdk import BaseHook
 if TYPE_CHECKING:
     import numpy as np
     import tritonclient.http as triton_http
+
+    from serving.model_repository import Profile
 
 
 class TritonError(RuntimeError):
@@ -60,6 +63,14 @@ class TritonHook(BaseHook):
         ):
             raise ValueError(f"connection {self.triton_conn_id!r}: extra.pools must map pool names to lists of URLs")
         return {name: list(urls) for name, urls in pools.items()}
+
+    @property
+    def profile(self) -> Profile:
+        """The model-repository profile these hosts load: `cpu-local` (python backend) or `gpu` (NGC Triton)."""
+        profile = self.get_connection(self.triton_conn_id).extra_dejson.get("repository_profile", "cpu-local")
+        if profile not in ("cpu-local", "gpu"):
+            raise ValueError(f"connection {self.triton_conn_id!r}: repository_profile {profile!r} is not cpu-local|gpu")
+        return profile
 
     def hosts(self, pools: list[str] | None = None) -> list[str]:
         """The hosts of `pools` (default: every pool), each once."""
