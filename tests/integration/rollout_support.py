@@ -60,11 +60,16 @@ def connections_of(stack: Stack) -> Iterator[None]:
 
 
 def trained_versions(mlflow) -> list[int]:
-    """Versions registered by factory_train (a real run record and snapshot behind them)."""
-    found = mlflow.search_model_versions(f"name='{MODEL}'")
-    return sorted(
-        int(v.version) for v in found if mlflow.get_run(v.run_id).data.tags.get("airflow.dag_id") == "factory_train"
-    )
+    """Versions registered by factory_train (a real run record and snapshot behind them), the latest one per
+    training snapshot: any two are different models (the gate tests register the same window twice, and two
+    identical models would never breach a disagreement guardrail)."""
+    latest: dict[str, int] = {}
+    for found in mlflow.search_model_versions(f"name='{MODEL}'"):
+        tags = mlflow.get_run(found.run_id).data.tags
+        if tags.get("airflow.dag_id") == "factory_train":
+            snapshot = tags.get("data.snapshot_id", found.run_id)
+            latest[snapshot] = max(latest.get(snapshot, 0), int(found.version))
+    return sorted(latest.values())
 
 
 def train_versions(
