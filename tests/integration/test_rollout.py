@@ -127,6 +127,8 @@ def test_a_guardrail_breach_routes_everything_back_to_the_champion(
     a, b = versions
     # Any mirrored answer differing from the champion's by more than 1e-6 counts; none may: a certain breach.
     policy = fast_policy(tmp_path / "strict.yaml", max_shadow_disagreement=0.0, disagreement_threshold=1e-6)
+    airflow.wait_for_dag("factory_rollout")
+    airflow.unpause("factory_rollout")
     run_id = airflow.trigger("factory_rollout", {"policy": str(policy)})
     final = airflow.wait_for_run("factory_rollout", run_id, timeout=600)
 
