@@ -13,15 +13,13 @@ from datetime import datetime
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
+from pipelines.config_loading import StrictModel
 from pipelines.datasets.spec import BusinessProxySpec
 from pipelines.monitoring.alerts import Alert, AlertPolicy, AlertType, make_alert
 
 
-class BusinessSignal(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class BusinessSignal(StrictModel):
     family: Literal["business"] = "business"
     name: str
     status: Literal["ok", "warn", "alert", "insufficient_data", "not_evaluated"]

@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
 from pipelines.config_loading import StrictModel, load_yaml_model
 from pipelines.datasets.spec import BusinessMetricSpec
@@ -80,9 +80,7 @@ def load_feedback_policy(path: str | Path = REPOSITORY_ROOT / DEFAULT_FEEDBACK_P
 
 
 # ----- join ---------------------------------------------------------------------------------------------------
-class JoinCounts(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class JoinCounts(StrictModel):
     labels: int  # label records read (before collapsing repeats)
     predictions: int  # logged prediction rows read
     joined: int
@@ -137,10 +135,8 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame) -> JoinResult:
 
 
 # ----- metrics ------------------------------------------------------------------------------------------------
-class Scores(BaseModel):
+class Scores(StrictModel):
     """What is compared online vs at training time; None when undefined (e.g. ROC AUC on one class)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n: int
     positive_rate: float | None
@@ -193,9 +189,7 @@ def training_scores(
 
 
 # ----- the report ---------------------------------------------------------------------------------------------
-class Finding(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Finding(StrictModel):
     kind: FindingKind
     severity: Severity
     version: str
@@ -203,9 +197,7 @@ class Finding(BaseModel):
     message: str
 
 
-class SliceFeedback(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SliceFeedback(StrictModel):
     column: str
     value: str
     online: Scores
@@ -214,9 +206,7 @@ class SliceFeedback(BaseModel):
     judged: bool  # enough rows on both sides
 
 
-class VersionFeedback(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class VersionFeedback(StrictModel):
     version: str
     rows: int
     status: Literal["judged", "insufficient_data", "no_training_metrics"]
@@ -228,10 +218,8 @@ class VersionFeedback(BaseModel):
     slices: list[SliceFeedback]
 
 
-class DriftWindow(BaseModel):
+class DriftWindow(StrictModel):
     """One factory_drift verdict (monitor.json) for a window the labelled predictions were served in."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_start: AwareDatetime
     interval_end: AwareDatetime
@@ -239,9 +227,7 @@ class DriftWindow(BaseModel):
     drifted_features: list[str] = Field(default_factory=list)
 
 
-class FamilySignal(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class FamilySignal(StrictModel):
     family: Family
     status: FamilyStatus
     summary: str
@@ -249,9 +235,7 @@ class FamilySignal(BaseModel):
     columns: list[str] = Field(default_factory=list)
 
 
-class FeedbackReport(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class FeedbackReport(StrictModel):
     dataset: str
     model_name: str
     label_window_start: AwareDatetime

@@ -19,7 +19,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
 from pipelines.config_loading import StrictModel
 from pipelines.monitoring.policy import Band, Severity
@@ -41,20 +41,16 @@ class SystemPolicy(StrictModel):
     min_throughput_rps: float | None = Field(None, gt=0)  # a traffic floor; None: traffic volume is not judged
 
 
-class Series(BaseModel):
+class Series(StrictModel):
     """One sample of a scrape: metric name (a counter without `_total`, a histogram with `_bucket`), labels,
     value."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     labels: dict[str, str]
     value: float
 
 
-class Scrape(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Scrape(StrictModel):
     source: Source
     scraped_at: AwareDatetime
     series: list[Series]
@@ -120,9 +116,7 @@ def histogram_quantile(quantile: float, buckets: dict[float, float]) -> float | 
     return bounds[-1]
 
 
-class SystemMetric(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SystemMetric(StrictModel):
     name: str
     value: float | None
     level: Severity
@@ -131,9 +125,7 @@ class SystemMetric(BaseModel):
     unit: str = ""
 
 
-class SystemSignal(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SystemSignal(StrictModel):
     family: Literal["system"] = "system"
     status: SystemStatus
     summary: str

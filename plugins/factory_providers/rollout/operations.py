@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from factory_providers.gateway.hooks import GatewayHook
 from factory_providers.mlflow.hooks import MlflowHook
 from factory_providers.s3.hooks import FactoryS3Hook
-from factory_providers.triton.fleet import DeployReport, deploy_to_fleet, offline_probe
+from factory_providers.triton.fleet import DeployReport, deploy_to_fleet, offline_probe, on_each_host
 from factory_providers.triton.hooks import TritonHook
 from pipelines.export.signature import ModelSignature, read_onnx_signature
 from pipelines.rollout.guardrails import StepVerdict
@@ -151,18 +151,11 @@ def deploy(
 
 def serving_everywhere(model: str, version: int, pools: list[str] | None = None) -> bool:
     """True if every host of the fleet has `version` of `model` ready (a rollback can then skip loading)."""
-    import tritonclient.http as triton_http
 
-    for host in TritonHook().hosts(pools):
-        client = triton_http.InferenceServerClient(host.removeprefix("http://"), connection_timeout=5)
-        try:
-            if not client.is_model_ready(model, str(version)):
-                return False
-        except Exception:
-            return False
-        finally:
-            client.close()
-    return True
+    def not_ready(client) -> str | None:
+        return None if client.is_model_ready(model, str(version)) else "not ready"
+
+    return not on_each_host(TritonHook().hosts(pools), 5.0, not_ready)
 
 
 # ----- gateway -----------------------------------------------------------------------------------------------

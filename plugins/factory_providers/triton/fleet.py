@@ -86,21 +86,31 @@ def _failure(error: Exception) -> str:
     return message() if callable(message) else (str(error) or type(error).__name__)
 
 
-def check_hosts(hosts: Sequence[str], timeout: float = 5.0) -> None:
-    """Every host is live; raises FleetDeployError (nothing changed) naming the ones that are not."""
-    down = []
+def on_each_host(
+    hosts: Sequence[str], timeout: float, action: Callable[[triton_http.InferenceServerClient], str | None]
+) -> list[str]:
+    """Run `action` with a client of each host in turn; "<host> (<why>)" for each host where it failed or
+    returned a reason. An unreachable host is a failure like any other, never an exception."""
+    failures = []
     for host in hosts:
         try:
             client = _client(host, timeout)
             try:
-                # Live, not ready: with strict readiness one unready model (any model) makes a server "not
-                # ready", which must not block deploying this one; its own readiness is checked after loading.
-                if not client.is_server_live():
-                    down.append(f"{host} (not live)")
+                reason = action(client)
             finally:
                 client.close()
         except Exception as error:
-            down.append(f"{host} ({_failure(error)})")
+            reason = _failure(error)
+        if reason:
+            failures.append(f"{host} ({reason})")
+    return failures
+
+
+def check_hosts(hosts: Sequence[str], timeout: float = 5.0) -> None:
+    """Every host is live; raises FleetDeployError (nothing changed) naming the ones that are not."""
+    # Live, not ready: with strict readiness one unready model (any model) makes a server "not ready", which
+    # must not block deploying this one; its own readiness is checked after loading.
+    down = on_each_host(hosts, timeout, lambda client: None if client.is_server_live() else "not live")
     if down:
         raise FleetDeployError(f"Triton host(s) down: {', '.join(down)}; nothing was deployed", restored=True)
 
@@ -138,21 +148,6 @@ def _load_and_verify(
         return HostResult(host=host, load_seconds=round(load_seconds, 3), parity_max_abs_diff=diffs)
     finally:
         client.close()
-
-
-def _reload(hosts: Sequence[str], model: str, timeout: float) -> list[str]:
-    """Reload `model` on every host that answers; the hosts that did not."""
-    failed = []
-    for host in hosts:
-        try:
-            client = _client(host, timeout)
-            try:
-                client.load_model(model)
-            finally:
-                client.close()
-        except Exception as error:
-            failed.append(f"{host} ({_failure(error)})")
-    return failed
 
 
 def deploy_to_fleet(
@@ -229,19 +224,10 @@ def _restore(
     failures: Sequence[str],
 ) -> None:
     if previous_config is None:  # nothing served before: unload what this deploy loaded
-        unreachable = []
-        for host in hosts:
-            try:
-                client = _client(host, timeout)
-                try:
-                    client.unload_model(model)
-                finally:
-                    client.close()
-            except Exception as error:
-                unreachable.append(f"{host} ({_failure(error)})")
+        unreachable = on_each_host(hosts, timeout, lambda client: client.unload_model(model))
     else:
         write_config(s3, bucket, prefix, model, previous_config)
-        unreachable = _reload(hosts, model, timeout)
+        unreachable = on_each_host(hosts, timeout, lambda client: client.load_model(model))
     restored = (
         "restored the previous versions on every host"
         if not unreachable
