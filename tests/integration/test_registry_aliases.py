@@ -76,6 +76,7 @@ def race(contenders: int, attempt: Callable[[int], Any]) -> tuple[list[Any], lis
     barrier = threading.Barrier(contenders)
     wins: list[Any] = []
     conflicts: list[Exception] = []
+    failures: list[Exception] = []  # anything but a conflict fails the test with its own message
 
     def run(i: int) -> None:
         barrier.wait()
@@ -83,12 +84,16 @@ def race(contenders: int, attempt: Callable[[int], Any]) -> tuple[list[Any], lis
             wins.append((i, attempt(i)))
         except AliasConflictError as error:
             conflicts.append(error)
+        except Exception as error:  # re-raised in the test thread below
+            failures.append(error)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(contenders)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
+    if failures:
+        raise failures[0]
     return wins, conflicts
 
 

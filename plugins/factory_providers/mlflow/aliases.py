@@ -168,25 +168,41 @@ class AliasRegistry:
         """Make MLflow's aliases of `model` equal to the log's latest state (idempotent; safe to race).
 
         Every writer re-reads the log after applying, so the last one to finish applies the newest state.
+        MLflow's alias write is read-then-insert, so two writers setting the same alias at once can make one
+        of them fail on the unique key (SQL stores); that writer re-reads and tries again.
         """
+        from mlflow.exceptions import MlflowException
+
+        last_error: MlflowException | None = None
         for _ in range(self.max_attempts):
             latest = self._latest(model)
             if latest is None:
                 return None
-            present = dict(self._mlflow.get_registered_model(model).aliases)
-            for alias in ALIASES:
-                wanted = latest.aliases.get(alias)  # type: ignore[call-overload]
-                if present.get(alias) == wanted:
-                    continue
-                if wanted is None:
-                    self._mlflow.delete_registered_model_alias(model, alias)
-                else:
-                    self._mlflow.set_registered_model_alias(model, alias, wanted)
-            self._mlflow.set_registered_model_tag(model, APPLIED_SEQ_TAG, str(latest.seq))
+            try:
+                self._apply_to_mlflow(model, latest)
+            except MlflowException as error:  # lost a write race inside MLflow: re-read and re-apply
+                last_error = error
+                continue
             newest = self._latest(model)
             if newest is not None and newest.seq == latest.seq:
                 return latest
-        raise AliasConflictError(f"MLflow aliases of {model} could not catch up with the alias log")
+        raise AliasConflictError(
+            f"MLflow aliases of {model} could not catch up with the alias log"
+            + (f" (last MLflow error: {last_error.message})" if last_error is not None else "")
+        )
+
+    def _apply_to_mlflow(self, model: str, latest: AliasMove) -> None:
+        """Set MLflow's aliases of `model` to the state of record `latest` and tag the record applied."""
+        present = dict(self._mlflow.get_registered_model(model).aliases)
+        for alias in ALIASES:
+            wanted = latest.aliases.get(alias)  # type: ignore[call-overload]
+            if present.get(alias) == wanted:
+                continue
+            if wanted is None:
+                self._mlflow.delete_registered_model_alias(model, alias)
+            else:
+                self._mlflow.set_registered_model_alias(model, alias, wanted)
+        self._mlflow.set_registered_model_tag(model, APPLIED_SEQ_TAG, str(latest.seq))
 
     # ----- storage ------------------------------------------------------------------------------------------
     def _claim(self, entry: AliasMove) -> bool:
