@@ -4,8 +4,10 @@ Params: the model, the target version (empty: the `previous` champion, the one t
 and why. In the zero-downtime order: the target is made ready on every Triton host first (usually it still is:
 a replaced champion stays loaded through the bake), then every gateway replica routes 100 % to it, then the
 `champion` alias moves to it (the replaced version becomes `previous`), with the reason in the alias log. The
-record goes to s3://factory-data/rollouts/<model>/<run>/ and onto both versions as MLflow tags. Re-running
-the same rollback changes nothing (every step is idempotent).
+record goes to s3://factory-data/rollouts/<model>/<run>/ and onto both versions as MLflow tags. A retry of the
+task restores what its first attempt chose (found in the alias log by the run's request id), and a second
+rollback to `previous` right after a rollback is refused (it would restore the version just rolled back from):
+name the target version instead.
 """
 
 from __future__ import annotations
@@ -58,28 +60,33 @@ def factory_rollback():
 
         from pipelines.alias_log import AliasMoveError
         from pipelines.assembly import DATA_BUCKET, run_key
-        from pipelines.rollout.plan import RolloutPlanError, rollback_target
+        from pipelines.rollout.plan import ROLLBACK_REQUEST_PREFIX, RolloutPlanError, rollback_target
         from pipelines.rollout.policy import RolloutPolicyError, load_rollout_policy
 
         params = params or {}
         model, reason = params["model_name"], params["reason"]
         started, clock = datetime.now(UTC), time.monotonic()
+        rollout_id = f"rollback-{run_key(ti.run_id)}"
+        request_id = f"{ROLLBACK_REQUEST_PREFIX}{rollout_id}"  # a retry finds its first attempt's move by it
         gateway = GatewayHook()
         with AliasRegistry.connect() as registry, gateway.route_store() as store:
             try:
                 policy = load_rollout_policy(params["policy"])
-                champion, target = rollback_target(registry.current(model), params["target_version"] or None)
+                champion, target = rollback_target(
+                    registry.alias_history(model), params["target_version"] or None, request_id
+                )
             except (RolloutPlanError, RolloutPolicyError) as error:
                 raise AirflowFailException(str(error)) from None
             current = store.get_routes(model)
             plan = Rollout(
                 model=model,
-                rollout_id=f"rollback-{run_key(ti.run_id)}",
+                rollout_id=rollout_id,
                 champion=champion,
                 challenger=target,
                 pool=current.routes.pool if current else "default",
                 target_pool=current.routes.pool if current else "default",
                 policy_path=params["policy"],
+                policy=policy,
                 actor=f"airflow:{ti.dag_id}/{ti.run_id}",
             )
             timings = {}
@@ -100,7 +107,7 @@ def factory_rollback():
                     expected=str(champion) if champion else None,
                     actor=plan.actor,
                     reason=f"rollback: {reason}",
-                    request_id=f"rollback/{plan.rollout_id}",
+                    request_id=request_id,
                 )
             except AliasMoveError as error:  # e.g. the target version is not registered
                 raise AirflowFailException(f"rollback to v{target}: {error}") from None

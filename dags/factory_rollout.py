@@ -12,7 +12,8 @@ request back to the champion before the task fails. `promote` sends 100 % to the
 (an instant rollback), and `unload_previous` removes the old version from Triton. Every step writes a record to
 s3://factory-data/rollouts/<model>/<rollout id>/; `record_rollout` writes the outcome and tags the version.
 
-A first rollout (no champion yet) has nothing to compare with: it deploys, promotes and bakes.
+A first rollout (no champion yet) has nothing to compare with: it deploys and promotes; its traffic steps and
+the bake are recorded as skipped.
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ def _context(rollout: dict[str, Any]):  # -> (Rollout, RolloutPolicy, GatewayHoo
     from factory_providers.rollout.operations import Rollout, StepRecorder
 
     from pipelines.assembly import DATA_BUCKET
-    from pipelines.rollout.policy import load_rollout_policy
 
     plan = Rollout.model_validate(rollout)
-    return plan, load_rollout_policy(plan.policy_path), GatewayHook(), StepRecorder(plan, DATA_BUCKET)
+    return plan, plan.policy, GatewayHook(), StepRecorder(plan, DATA_BUCKET)
 
 
 def _guarded_step(rollout: dict[str, Any], seq: int, step: str, run) -> dict[str, Any]:
@@ -80,6 +80,8 @@ def _roll_back(plan, gateway, store, step: str, reason: str):  # -> RouteTable
     from factory_providers.mlflow.aliases import AliasRegistry
     from factory_providers.rollout.operations import route_back
 
+    from pipelines.rollout.plan import BAKE_ROLLBACK_SUFFIX
+
     table = route_back(gateway, store, plan.model, plan.champion, plan.pool, f"rollout {plan.rollout_id}: {reason}")
     if step == "bake":  # promoted already: the alias follows the routes back
         with AliasRegistry.connect() as registry:
@@ -90,7 +92,7 @@ def _roll_back(plan, gateway, store, step: str, reason: str):  # -> RouteTable
                 expected=str(plan.challenger),
                 actor=plan.actor,
                 reason=f"rollout {plan.rollout_id} rolled back during bake: {reason}",
-                request_id=f"rollout/{plan.rollout_id}/bake-rollback",
+                request_id=f"rollout/{plan.rollout_id}{BAKE_ROLLBACK_SUFFIX}",
             )
     return table
 
@@ -171,7 +173,7 @@ def factory_rollout():
         params = params or {}
         model = params["model_name"]
         try:
-            load_rollout_policy(params["policy"])  # a broken policy fails here, before anything moves
+            policy = load_rollout_policy(params["policy"])  # a broken policy fails here, before anything moves
             with AliasRegistry.connect() as registry:
                 champion, challenger = rollout_versions(registry.current(model), params["version"])
         except (RolloutPlanError, RolloutPolicyError) as error:
@@ -191,6 +193,7 @@ def factory_rollout():
             pool=pool,
             target_pool=target_pool,
             policy_path=params["policy"],
+            policy=policy,
             actor=f"airflow:{ti.dag_id}/{ti.run_id}",
         )
         detail = f"roll out v{challenger} over " + (f"champion v{champion}" if champion else "no champion")

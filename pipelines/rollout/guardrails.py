@@ -50,14 +50,70 @@ class StepVerdict(BaseModel):
         return f"{self.step}: all {len(self.results)} guardrails held ({self.evidence})"
 
 
-def prediction_psi(reference: Sequence[tuple[float, float]], current: Sequence[tuple[float, float]]) -> float | None:
-    """Population stability index of two score histograms with the same buckets; None if either is empty."""
+class PsiShift(BaseModel):
+    psi: float
+    p_value: float  # chance of a PSI at least this large from sampling alone (no shift), at these counts
+    reference_count: int
+    current_count: int
+
+
+def psi_shift(reference: Sequence[tuple[float, float]], current: Sequence[tuple[float, float]]) -> PsiShift | None:
+    """PSI of two score histograms and whether sampling alone explains it; None if either is empty.
+
+    PSI says how large a shift is, not whether the counts show one: 45 challenger requests over 20 buckets give a
+    PSI above 0.25 for a third of pairs of samples of the *same* distribution (empty buckets weigh heavily), so a
+    bare `PSI > 0.25` rolls healthy canaries back. The p-value is the chi-square test of homogeneity of the two
+    bucket counts, with adjacent buckets merged until each expects 5 answers of the smaller side (the textbook
+    condition under which the chi-square approximation holds), which is what "the scores moved" means.
+    """
+    from scipy.stats import chi2_contingency
+
     expected, actual = np.asarray(bucket_counts(reference)), np.asarray(bucket_counts(current))
     if expected.size == 0 or expected.size != actual.size or expected.sum() <= 0 or actual.sum() <= 0:
         return None
-    expected = np.clip(expected / expected.sum(), _PSI_FLOOR, None)
-    actual = np.clip(actual / actual.sum(), _PSI_FLOOR, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    n_expected, n_actual = float(expected.sum()), float(actual.sum())
+    expected_share = np.clip(expected / n_expected, _PSI_FLOOR, None)
+    actual_share = np.clip(actual / n_actual, _PSI_FLOOR, None)
+    psi = float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
+    table = _merge_sparse_buckets(expected, actual)
+    p_value = float(chi2_contingency(table).pvalue) if table.shape[1] > 1 else 1.0
+    return PsiShift(psi=psi, p_value=p_value, reference_count=int(n_expected), current_count=int(n_actual))
+
+
+def _merge_sparse_buckets(first: np.ndarray, second: np.ndarray, min_expected: float = 5.0) -> np.ndarray:
+    """A 2 x m table of adjacent buckets merged until each expects `min_expected` counts of the smaller side."""
+    pooled_share = (first + second) / (first.sum() + second.sum())
+    smaller = min(first.sum(), second.sum())
+    columns: list[list[float]] = []
+    pending = np.zeros(3)  # first, second, expected count of the smaller side
+    for a, b, share in zip(first, second, pooled_share, strict=True):
+        pending += (a, b, share * smaller)
+        if pending[2] >= min_expected:
+            columns.append([pending[0], pending[1]])
+            pending = np.zeros(3)
+    if pending[:2].sum() > 0:  # the remainder joins the last full column (or stands alone if there is none)
+        if columns:
+            columns[-1] = [columns[-1][0] + pending[0], columns[-1][1] + pending[1]]
+        else:
+            columns.append([pending[0], pending[1]])
+    return np.asarray(columns, dtype=float).T
+
+
+def _psi_result(champion: VersionWindow, challenger: VersionWindow, limits: Guardrails) -> GuardrailResult:
+    """A shift breaches when PSI is over its limit and sampling noise cannot explain it (p < psi_significance)."""
+    shift = psi_shift(champion.prediction_buckets, challenger.prediction_buckets)
+    name, limit = "prediction_psi", limits.max_prediction_psi
+    if shift is None:  # passes only when the champion had no traffic left to compare with
+        return _result(name, None, limit, "PSI of challenger vs champion prediction scores", missing_passes=True)
+    significant = shift.p_value < limits.psi_significance
+    detail = (
+        f"PSI of challenger vs champion prediction scores {shift.psi:.4g} (limit {limit:g}; p {shift.p_value:.2g} "
+        f"at {shift.current_count} vs {shift.reference_count} requests, a shift counts below "
+        f"{limits.psi_significance:g})"
+    )
+    return GuardrailResult(
+        name=name, value=shift.psi, limit=limit, passed=shift.psi <= limit or not significant, detail=detail
+    )
 
 
 def _result(
@@ -127,13 +183,7 @@ def judge_split(
         _result("error_rate", challenger.error_rate, limits.max_error_rate, "challenger error rate"),
         _result("error_rate_increase", increase, limits.max_error_rate_increase, "error rate over the champion's"),
         _latency("p99_latency", challenger.p99_ms, champion.p99_ms, limits),
-        _result(
-            "prediction_psi",
-            prediction_psi(champion.prediction_buckets, challenger.prediction_buckets),
-            limits.max_prediction_psi,
-            "PSI of challenger vs champion prediction scores",
-            missing_passes=champion.requests == 0,  # the champion had no traffic left to compare with
-        ),
+        _psi_result(champion, challenger, limits),
     ]
     return StepVerdict(
         step=step,

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from pipelines.alias_log import AliasMove
 from serving.gateway.routing import Routes
+
+ROLLBACK_REQUEST_PREFIX = "rollback/"  # alias-log request ids of factory_rollback: rollback/<rollout id>
+BAKE_ROLLBACK_SUFFIX = "/bake-rollback"  # factory_rollout's move back during the bake: rollout/<id>/bake-rollback
+
+
+def is_rollback_request(request_id: str) -> bool:
+    """Whether an alias-log move was a rollback (by factory_rollback, or by a rollout's bake)."""
+    return request_id.startswith(ROLLBACK_REQUEST_PREFIX) or request_id.endswith(BAKE_ROLLBACK_SUFFIX)
 
 
 class RolloutPlanError(ValueError):
@@ -54,8 +63,19 @@ def rollout_versions(aliases: Mapping[str, str], requested: str) -> tuple[int | 
     return champion, challenger
 
 
-def rollback_target(aliases: Mapping[str, str], requested: str | None) -> tuple[int | None, int]:
-    """(current champion or None, target) of a rollback; the default target is the previous champion."""
+def rollback_target(history: Sequence[AliasMove], requested: str | None, request_id: str) -> tuple[int | None, int]:
+    """(champion being replaced or None, target) of the rollback request `request_id`, from the alias log.
+
+    The default target is the previous champion. Two things make the default unsafe, and both are decided from
+    the log: a retry of a request whose first attempt already moved the alias would now read `previous` = the
+    version it rolled back from (so a retry returns what the first attempt chose), and a second default
+    rollback right after one would restore the version just rolled back from (refused: name the target).
+    """
+    for move in history:
+        change = move.change_of("champion")
+        if move.request_id == request_id and change is not None and change.to_version is not None:
+            return (int(change.from_version) if change.from_version else None), int(change.to_version)
+    aliases = history[-1].aliases if history else {}
     champion = int(aliases["champion"]) if "champion" in aliases else None
     if requested:
         if not requested.isdigit() or int(requested) < 1:
@@ -63,4 +83,10 @@ def rollback_target(aliases: Mapping[str, str], requested: str | None) -> tuple[
         return champion, int(requested)
     if "previous" not in aliases:
         raise RolloutPlanError("there is no previous champion to roll back to: name the target version")
+    last = next((move for move in reversed(history) if move.change_of("champion") is not None), None)
+    if last is not None and is_rollback_request(last.request_id):
+        raise RolloutPlanError(
+            f"the last champion move (alias log #{last.seq}, {last.reason!r}) was a rollback: rolling back to "
+            f"`previous` again would restore v{aliases['previous']}, the version it replaced; name the target version"
+        )
     return champion, int(aliases["previous"])

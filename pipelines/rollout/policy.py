@@ -36,6 +36,7 @@ class Guardrails(StrictModel):
     max_p99_ratio: float = Field(1.5, ge=1)
     p99_slack_ms: float = Field(5.0, ge=0)
     max_prediction_psi: float = Field(0.25, gt=0)
+    psi_significance: float = Field(0.01, gt=0, lt=1)  # ... and sampling noise must not explain it (p below this)
     max_shadow_disagreement: float = Field(0.35, ge=0, le=1)
     disagreement_threshold: float = Field(0.2, gt=0, le=1)
     max_shadow_error_rate: float = Field(0.01, ge=0, le=1)

@@ -35,6 +35,7 @@ class StepRecord(BaseModel):
     verdict: StepVerdict | None = None
     detail: str = ""
     actor: str = ""
+    policy: str = ""  # <file>@<version> of the rollout policy the step was judged by
 
 
 def record_key(model: str, rollout_id: str, seq: int, step: str) -> str:

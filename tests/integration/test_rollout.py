@@ -20,6 +20,7 @@ import pytest
 from factory.airflow_api import AirflowClient
 from factory.processes import free_ports
 from factory.stack import Stack, s3_client
+from pipelines.rollout.policy import load_rollout_policy
 from serving.model_repository.local_server import LocalTritonServer
 from serving.triton.runtime import locate
 from tests.integration.conftest import stack_subprocess_env
@@ -98,6 +99,7 @@ def test_rollout_then_rollback_through_the_scheduler_fail_no_request(
     ]  # fmt: skip
     assert steps["unload"]["action"] == "unloaded" and steps["outcome"]["detail"] == "promoted"
     assert steps["shadow"]["verdict"]["enough_evidence"] and steps["ramp"]["verdict"]["challenger_percent"] == 50
+    assert {step["policy"] for step in steps.values()} == {f"{tmp_path / 'fast.yaml'}@{load_rollout_policy().version}"}
     assert registry.current(MODEL)["champion"] == str(b) and registry.current(MODEL)["previous"] == str(a)
     triton = live_stack.settings.triton_http_url
     assert ready(triton, b) and not ready(triton, a)  # the old champion unloaded after the bake
@@ -117,6 +119,10 @@ def test_rollout_then_rollback_through_the_scheduler_fail_no_request(
     time.sleep(1)
     assert load.served[a] > before  # clients are answered by A again
     assert wall < 60, f"rollback took {wall:.1f} s end to end"
+    # Rolling back to `previous` again would restore B, the version just rolled back from: refused, nothing moves.
+    again = airflow.trigger("factory_rollback", {"reason": "test: a second default rollback"})
+    assert airflow.wait_for_run("factory_rollback", again, timeout=120)["state"] == "failed"
+    assert registry.current(MODEL)["champion"] == str(a)
 
     assert set(load.statuses) == {200}, (load.statuses, load.failures)
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pipelines.rollout.guardrails import judge_alone, judge_shadow, judge_split, prediction_psi
+from pipelines.alias_log import AliasChange, AliasMove
+from pipelines.rollout.guardrails import judge_alone, judge_shadow, judge_split, psi_shift
 from pipelines.rollout.plan import (
     RolloutPlanError,
+    is_rollback_request,
     rollback_target,
     rollout_versions,
     shadow_routes,
@@ -164,9 +168,32 @@ def test_shadow_guardrails_judge_errors_disagreement_and_latency():
 
 def test_psi_is_zero_for_equal_distributions_and_none_without_data():
     same = ((0.5, 10.0), (1.0, 20.0))
-    assert prediction_psi(same, same) == pytest.approx(0.0)
-    assert prediction_psi(same, ((0.5, 0.0), (1.0, 0.0))) is None
-    assert prediction_psi(same, ((0.5, 20.0), (1.0, 20.0))) > 1.0
+    assert psi_shift(same, same).psi == pytest.approx(0.0)
+    assert psi_shift(same, ((0.5, 0.0), (1.0, 0.0))) is None
+    moved = psi_shift(same, ((0.5, 20.0), (1.0, 20.0)))
+    assert moved.psi > 1.0 and (moved.reference_count, moved.current_count) == (20, 20)
+
+
+def _cumulative(scores: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Scores as the gateway's Prometheus histogram (cumulative counts at 0.05-wide upper bounds)."""
+    bounds = [round(step * 0.05, 2) for step in range(1, 21)]
+    return tuple((bound, float(np.sum(scores <= bound))) for bound in bounds)
+
+
+def test_canary_sized_samples_of_the_same_scores_do_not_breach_but_a_real_shift_does():
+    """45 canary answers vs 855 champion answers from one distribution: the bare PSI often exceeds 0.25 (noise);
+    the guardrail counts a shift only when sampling cannot explain it. A real shift is still caught at that size."""
+    rng = np.random.default_rng(7)
+    psis, breaches = [], 0
+    for _ in range(300):
+        champion, challenger = rng.beta(2, 6, 855), rng.beta(2, 6, 45)
+        shift = psi_shift(_cumulative(champion), _cumulative(challenger))
+        psis.append(shift.psi)
+        breaches += shift.psi > LIMITS.max_prediction_psi and shift.p_value < LIMITS.psi_significance
+    assert np.mean(np.array(psis) > LIMITS.max_prediction_psi) > 0.2  # what a bare threshold would roll back
+    assert breaches / 300 <= 0.02
+    shifted = psi_shift(_cumulative(rng.beta(2, 6, 855)), _cumulative(rng.beta(6, 2, 45)))
+    assert shifted.psi > LIMITS.max_prediction_psi and shifted.p_value < LIMITS.psi_significance
 
 
 def test_bake_judges_absolute_limits_only():
@@ -196,14 +223,67 @@ def test_rollout_versions_resolve_aliases_and_refuse_nonsense():
         rollout_versions(aliases, "3")
 
 
+def _log(*moves: tuple[str, str, str | None, str]) -> list[AliasMove]:
+    """An alias log of champion moves (to, request id, from, reason), with the derived `previous`."""
+    records, aliases = [], {}
+    for seq, (to, request_id, before, reason) in enumerate(moves, start=1):
+        changes = [AliasChange(alias="champion", from_version=before, to_version=to)]
+        aliases = {"champion": to} | ({"previous": before} if before else {})
+        if before:
+            changes.append(AliasChange(alias="previous", from_version=None, to_version=before))
+        records.append(
+            AliasMove(
+                model="m",
+                seq=seq,
+                at=datetime(2026, 1, seq, tzinfo=UTC),
+                actor="t",
+                reason=reason,
+                request_id=request_id,
+                changes=changes,
+                aliases=aliases,
+            )
+        )
+    return records
+
+
+PROMOTED = _log(("3", "r1", None, "first"), ("4", "rollout/a/promote", "3", "rollout passed"))
+
+
 def test_rollback_goes_to_previous_by_default_or_to_the_named_version():
-    aliases = {"champion": "4", "previous": "3"}
-    assert rollback_target(aliases, None) == (4, 3)
-    assert rollback_target(aliases, "2") == (4, 2)
+    assert rollback_target(PROMOTED, None, "rollback/x") == (4, 3)
+    assert rollback_target(PROMOTED, "2", "rollback/x") == (4, 2)
     with pytest.raises(RolloutPlanError, match="no previous champion"):
-        rollback_target({"champion": "1"}, None)
+        rollback_target(PROMOTED[:1], None, "rollback/x")
     with pytest.raises(RolloutPlanError, match="not a registry version"):
-        rollback_target(aliases, "v2")
+        rollback_target(PROMOTED, "v2", "rollback/x")
+    with pytest.raises(RolloutPlanError, match="no previous champion"):
+        rollback_target([], None, "rollback/x")
+
+
+def test_a_retried_rollback_restores_what_its_first_attempt_chose():
+    """After the first attempt moved the alias, `previous` is the bad version: the retry must not go there."""
+    rolled_back = [
+        *PROMOTED,
+        AliasMove(
+            model="m",
+            seq=3,
+            at=datetime(2026, 1, 3, tzinfo=UTC),
+            actor="t",
+            reason="rollback: p99",
+            request_id="rollback/rollback-run1",
+            aliases={"champion": "3", "previous": "4"},
+            changes=[
+                AliasChange(alias="champion", from_version="4", to_version="3"),
+                AliasChange(alias="previous", from_version="3", to_version="4"),
+            ],
+        ),
+    ]
+    assert rollback_target(rolled_back, None, "rollback/rollback-run1") == (4, 3)
+    # A new default rollback right after it would restore v4, the version just rolled back from: refused.
+    with pytest.raises(RolloutPlanError, match=r"was a rollback: .* restore v4"):
+        rollback_target(rolled_back, None, "rollback/rollback-run2")
+    assert rollback_target(rolled_back, "4", "rollback/rollback-run2") == (3, 4)  # named: the operator's call
+    assert is_rollback_request("rollout/abc/bake-rollback") and not is_rollback_request("rollout/abc/promote")
 
 
 # ----- policy ------------------------------------------------------------------------------------------------------

@@ -47,6 +47,9 @@ class Rollout(BaseModel):
     pool: str  # the Triton pool the gateway routes to now (the champion's)
     target_pool: str  # where the challenger is deployed: `pool`, or the idle pool of a blue-green pair
     policy_path: str
+    # The policy as read when the rollout was planned: every step judges by it, so editing the file mid-rollout
+    # changes nothing until the next rollout (the records name its version).
+    policy: RolloutPolicy
     actor: str
 
 
@@ -81,6 +84,7 @@ class StepRecorder:
             verdict=verdict,
             detail=detail,
             actor=self.rollout.actor,
+            policy=f"{self.rollout.policy_path}@{self.rollout.policy.version}",
         )
         key = record_key(record.model, record.rollout_id, seq, step)
         self.s3.load_bytes(record.model_dump_json(indent=2).encode(), key=key, bucket_name=self.bucket, replace=True)
