@@ -287,7 +287,7 @@ def factory_drift():
         ref = ReferenceModel.model_validate(check["reference"])
         notes: dict[str, str] = {}
         with AliasRegistry.connect() as registry:
-            rollback = established("rollback_version", notes, lambda: registry.current(ref.model_name).get("previous"))
+            rollback = established("rollback_version", notes, lambda: registry.current(ref.model_name).get("champion"))
         facts = RetrainingFacts(
             dataset=spec.name,
             model_name=ref.model_name,

@@ -6,8 +6,11 @@ decision needs drift beyond policy AND every guardrail of the seed's "bad trigge
   must not queue a training every hour);
 - new labelled data: at least `min_new_labelled_rows` labelled rows newer than the reference's training data
   (retraining on the same rows reproduces the same model);
-- a rollback version exists (`previous` alias, distinct from the reference): if the retrained model turns out
-  worse after promotion, there is something to go back to;
+- a rollback version exists: the version holding `champion`, proven in production, which a rollout of the
+  retrained model routes back to on a breach and which becomes `previous` (the rollback DAG's default target)
+  once the new model is promoted. Without a champion (only a candidate ever served) there is nothing proven to
+  go back to. Requiring `previous` here instead would block the first model from ever being retrained: the very
+  model whose silent decay the monitor exists to catch;
 - no training already running (two trainings racing for `candidate` waste the workers and confuse review);
 - feature lineage intact: the drift report was computed with the champion's feature spec version (a spec
   changed under the champion means the monitor and the model disagree about what the features are; a human
@@ -203,15 +206,11 @@ def _rollback_version(facts: RetrainingFacts, policy: RetrainingPolicy) -> Guard
         return GuardrailCheck(
             name="rollback_version",
             passed=False,
-            detail=f"{facts.model_name} has no `previous` version to roll back to",
+            detail=f"{facts.model_name} has no champion to roll back to (nothing proven in production yet)",
         )
-    if rollback == facts.reference_version:
-        return GuardrailCheck(
-            name="rollback_version",
-            passed=False,
-            detail=f"the rollback version v{rollback} is the reference itself",
-        )
-    return GuardrailCheck(name="rollback_version", passed=True, detail=f"rollback to v{rollback} is possible")
+    return GuardrailCheck(
+        name="rollback_version", passed=True, detail=f"a rollout of the retrained model can roll back to v{rollback}"
+    )
 
 
 def _no_training_running(facts: RetrainingFacts, policy: RetrainingPolicy) -> GuardrailCheck:

@@ -42,7 +42,7 @@ def facts(**changes: Any) -> RetrainingFacts:
         "drifted_features": ["temp", "dewp"],
         "report_feature_spec_version": "abc123def456",
         "champion_feature_spec_version": "abc123def456",
-        "rollback_version": "2",
+        "rollback_version": "3",  # the champion: what a rollout of the retrained model returns to
         "running_trainings": 0,
         "last_retrain_requested_at": NOW - timedelta(days=3),
         "new_labelled_rows": 50_000,
@@ -112,8 +112,7 @@ def test_a_policy_can_trigger_on_single_feature_warnings() -> None:
             {"new_labelled_rows": None, "notes": {"new_labelled_rows": "db down"}},
             "unknown: db down",
         ),
-        ("rollback_version", {"rollback_version": None}, "no `previous` version"),
-        ("rollback_version", {"rollback_version": "3"}, "is the reference itself"),
+        ("rollback_version", {"rollback_version": None}, "no champion to roll back to"),
         ("no_training_running", {"running_trainings": 1}, "1 training run(s) queued or running"),
         ("no_training_running", {"running_trainings": None}, "unknown"),
         ("feature_lineage", {"champion_feature_spec_version": "000000000000"}, "trained with 000000000000"),
