@@ -73,7 +73,8 @@ def _guarded_step(rollout: dict[str, Any], seq: int, step: str, run) -> dict[str
             recorder.write(seq, step, "rolled_back", started, table=table, verdict=verdict, detail=verdict.summary)
             raise AirflowFailException(f"rolled back to v{plan.champion}: {verdict.summary}")
     recorder.write(seq, step, "continued", started, table=table, verdict=verdict, detail=verdict.summary)
-    return {"step": step, "action": "continued", "summary": verdict.summary}
+    result = {"step": step, "action": "continued", "summary": verdict.summary}
+    return result | ({"shadow_scores": verdict.shadow_scores} if verdict.shadow_scores else {})
 
 
 def _roll_back(plan, gateway, store, step: str, reason: str):  # -> RouteTable
@@ -97,7 +98,10 @@ def _roll_back(plan, gateway, store, step: str, reason: str):  # -> RouteTable
     return table
 
 
-def _split_steps(percents):  # -> run(plan, policy, gateway, store) for _guarded_step
+def _split_steps(percents, shadowed: dict[str, Any]):  # -> run(plan, policy, gateway, store) for _guarded_step
+    """Canary/ramp windows at `percents(policy)`; `shadowed` is the shadow step's result (its challenger scores)."""
+    shadow_scores = shadowed.get("shadow_scores")
+
     def run(plan, policy, gateway, store):
         from factory_providers.rollout.operations import hold_and_judge
 
@@ -119,6 +123,7 @@ def _split_steps(percents):  # -> run(plan, policy, gateway, store) for _guarded
                     version_window(window, plan.model, plan.challenger),
                     policy.guardrails,
                     min_requests=policy.min_requests_per_step,
+                    shadow_scores=shadow_scores,
                 ),
                 window_seconds=policy.step_window_seconds,
                 max_extensions=policy.max_window_extensions,
@@ -249,12 +254,12 @@ def factory_rollout():
         return _guarded_step(rollout, 2, "shadow", run)
 
     @task
-    def canary(rollout: dict[str, Any]) -> dict[str, Any]:
-        return _guarded_step(rollout, 3, "canary", _split_steps(lambda policy: policy.percent_steps[:1]))
+    def canary(rollout: dict[str, Any], shadowed: dict[str, Any]) -> dict[str, Any]:
+        return _guarded_step(rollout, 3, "canary", _split_steps(lambda policy: policy.percent_steps[:1], shadowed))
 
     @task
-    def ramp(rollout: dict[str, Any]) -> dict[str, Any]:
-        return _guarded_step(rollout, 4, "ramp", _split_steps(lambda policy: policy.percent_steps[1:]))
+    def ramp(rollout: dict[str, Any], shadowed: dict[str, Any]) -> dict[str, Any]:
+        return _guarded_step(rollout, 4, "ramp", _split_steps(lambda policy: policy.percent_steps[1:], shadowed))
 
     # Blue-green has no split: routes name one pool, so the challenger's pool takes every request at the switch.
 
@@ -348,11 +353,12 @@ def factory_rollout():
         return {"outcome": outcome, "steps": list(results)}
 
     planned = plan_rollout()
+    shadowed = shadow(planned)  # its challenger scores are what canary and ramp compare the live scores with
     chain(
         deploy_challenger(planned),
-        shadow(planned),
-        canary(planned),
-        ramp(planned),
+        shadowed,
+        canary(planned, shadowed),
+        ramp(planned, shadowed),
         promote(planned),
         bake(planned),
         unload_previous(planned),

@@ -26,12 +26,18 @@ class GuardrailResult(BaseModel):
     detail: str
 
 
+Buckets = tuple[tuple[float, float], ...]  # a Prometheus histogram: (upper bound, cumulative count)
+
+
 class StepVerdict(BaseModel):
     step: str
     challenger_percent: float
     enough_evidence: bool
     evidence: str
     results: list[GuardrailResult]
+    # Shadow only: the challenger's scores on mirrored requests, the behaviour judged against the champion's on
+    # identical requests; the later steps compare the challenger's live scores with these.
+    shadow_scores: Buckets | None = None
 
     @property
     def passed(self) -> bool:
@@ -99,17 +105,20 @@ def _merge_sparse_buckets(first: np.ndarray, second: np.ndarray, min_expected: f
     return np.asarray(columns, dtype=float).T
 
 
-def _psi_result(champion: VersionWindow, challenger: VersionWindow, limits: Guardrails) -> GuardrailResult:
+def _psi_result(
+    champion: VersionWindow, challenger: VersionWindow, limits: Guardrails, shadow_scores: Buckets | None
+) -> GuardrailResult:
     """A shift breaches when PSI is over its limit and sampling noise cannot explain it (p < psi_significance)."""
-    shift = psi_shift(champion.prediction_buckets, challenger.prediction_buckets)
+    reference, against = (shadow_scores, "its shadow") if shadow_scores else (champion.prediction_buckets, "champion")
+    what = f"PSI of challenger prediction scores vs {against} scores"
+    shift = psi_shift(reference, challenger.prediction_buckets)
     name, limit = "prediction_psi", limits.max_prediction_psi
     if shift is None:  # passes only when the champion had no traffic left to compare with
-        return _result(name, None, limit, "PSI of challenger vs champion prediction scores", missing_passes=True)
+        return _result(name, None, limit, what, missing_passes=not shadow_scores and champion.requests == 0)
     significant = shift.p_value < limits.psi_significance
     detail = (
-        f"PSI of challenger vs champion prediction scores {shift.psi:.4g} (limit {limit:g}; p {shift.p_value:.2g} "
-        f"at {shift.current_count} vs {shift.reference_count} requests, a shift counts below "
-        f"{limits.psi_significance:g})"
+        f"{what} {shift.psi:.4g} (limit {limit:g}; p {shift.p_value:.2g} at {shift.current_count} vs "
+        f"{shift.reference_count} requests, a shift counts below {limits.psi_significance:g})"
     )
     return GuardrailResult(
         name=name, value=shift.psi, limit=limit, passed=shift.psi <= limit or not significant, detail=detail
@@ -165,6 +174,7 @@ def judge_shadow(
         enough_evidence=mirrored >= min_requests,
         evidence=f"{mirrored} mirrored requests ({shadow.dropped} dropped), {min_requests} needed",
         results=results,
+        shadow_scores=shadow.prediction_buckets or None,
     )
 
 
@@ -176,14 +186,22 @@ def judge_split(
     limits: Guardrails,
     *,
     min_requests: int,
+    shadow_scores: Buckets | None = None,
 ) -> StepVerdict:
-    """Canary or ramp step: both versions answer clients; the challenger must be as healthy as the champion."""
+    """Canary or ramp step: both versions answer clients; the challenger must be as healthy as the champion.
+
+    The score distribution is compared with the challenger's own scores in shadow (`shadow_scores`), where its
+    difference from the champion was judged request by request. A retrained model is *meant* to score
+    differently from a stale champion (after drift, that is the point); what must not happen is that it
+    behaves differently once it answers clients than it did in shadow. Without shadow scores (the model has no
+    scalar output, or the shadow step did not run) it is compared with the champion's live scores.
+    """
     increase = challenger.error_rate - champion.error_rate
     results = [
         _result("error_rate", challenger.error_rate, limits.max_error_rate, "challenger error rate"),
         _result("error_rate_increase", increase, limits.max_error_rate_increase, "error rate over the champion's"),
         _latency("p99_latency", challenger.p99_ms, champion.p99_ms, limits),
-        _psi_result(champion, challenger, limits),
+        _psi_result(champion, challenger, limits, shadow_scores),
     ]
     return StepVerdict(
         step=step,

@@ -136,6 +136,7 @@ class ShadowWindow:
     dropped: int
     upstream_buckets: tuple[tuple[float, float], ...]
     diff_buckets: tuple[tuple[float, float], ...]
+    prediction_buckets: tuple[tuple[float, float], ...] = ()  # the shadow version's scores on mirrored requests
 
     @property
     def upstream_p99_ms(self) -> float | None:
@@ -185,4 +186,5 @@ def shadow_window(window: Scrape, model: str, version: int) -> ShadowWindow:
         dropped=round(outcomes["dropped"]),
         upstream_buckets=_buckets(window, "gateway_shadow_upstream_seconds", model=model, version=str(version)),
         diff_buckets=_buckets(window, "gateway_shadow_abs_diff", model=model, shadow_version=str(version)),
+        prediction_buckets=_buckets(window, "gateway_shadow_prediction", model=model, version=str(version)),
     )

@@ -470,6 +470,10 @@ class Gateway:
         diff = None
         if outputs is not None:
             m.child(m.shadow_latency, model, version).observe(latency)  # type: ignore[attr-defined]
+            if served.scalar_output is not None and served.scalar_output in outputs:
+                scores = m.child(m.shadow_predictions, model, version)
+                for value in outputs[served.scalar_output]:
+                    scores.observe(value)  # type: ignore[attr-defined]
             diff = _max_abs_diff(primary_outputs, outputs)
             if diff is not None:
                 m.child(m.shadow_diff, model, str(primary.version), version).observe(diff)  # type: ignore[attr-defined]

@@ -65,6 +65,10 @@ class GatewayMetrics:
             "gateway_shadow_upstream_seconds", "Triton round trip of the mirrored request.",
             ["model", "version"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.shadow_predictions = Histogram(
+            "gateway_shadow_prediction", "The shadow version's first scalar output on mirrored requests.",
+            ["model", "version"], buckets=_PREDICTION_BUCKETS, registry=r,
+        )  # fmt: skip
         self.shadow_diff = Histogram(
             "gateway_shadow_abs_diff", "Max absolute difference between shadow and primary outputs of a request.",
             ["model", "primary_version", "shadow_version"], buckets=_DIFF_BUCKETS, registry=r,

@@ -448,6 +448,7 @@ def test_shadow_records_both_answers_and_never_changes_the_response(setup: Setup
     metrics = setup.client.get("/metrics").text
     assert f'gateway_shadow_requests_total{{model="{MODEL}",outcome="ok",version="2"}}' in metrics
     assert f'gateway_shadow_abs_diff_count{{model="{MODEL}",primary_version="1",shadow_version="2"}}' in metrics
+    assert f'gateway_shadow_prediction_count{{model="{MODEL}",version="2"}}' in metrics  # the shadow's own scores
 
 
 def test_requests_and_predictions_are_sampled_to_s3_with_their_request_ids(setup: Setup) -> None:

@@ -140,6 +140,41 @@ def test_each_split_breach_is_named(window, breached):
     assert all(name in verdict.summary for name in ("breached",))
 
 
+def shadow_scores(score: float, count: int = 300):
+    """The challenger's scores as the shadow step measured them (mirrored requests, gateway histogram)."""
+    metrics = GatewayMetrics(CollectorRegistry())
+    before = {"r": scrape_of(metrics)}
+    for _ in range(count):
+        metrics.shadow_predictions.labels(MODEL, "2").observe(score)
+        metrics.shadow_requests.labels(MODEL, "2", "ok").inc()
+    return shadow_window(window_delta(before, {"r": scrape_of(metrics)}), MODEL, 2).prediction_buckets
+
+
+def test_a_behaviour_change_seen_in_shadow_is_not_a_split_breach_but_a_new_one_is():
+    """A retrained model scoring 0.9 where the stale champion scores 0.3 did so in shadow too (judged there, on
+    identical requests): the split compares its live scores with its shadow scores, not with the champion's."""
+    champion, challenger = split_window(challenger_score=0.9)
+    accepted = judge_split("25%", 25, champion, challenger, LIMITS, min_requests=50, shadow_scores=shadow_scores(0.9))
+    assert accepted.passed, accepted.summary
+    assert "vs its shadow scores" in next(r.detail for r in accepted.results if r.name == "prediction_psi")
+    changed = judge_split("25%", 25, champion, challenger, LIMITS, min_requests=50, shadow_scores=shadow_scores(0.3))
+    assert [result.name for result in changed.breaches] == ["prediction_psi"]
+
+
+def test_shadow_verdict_carries_the_challenger_scores_for_the_later_steps():
+    metrics = GatewayMetrics(CollectorRegistry())
+    before = {"r": scrape_of(metrics)}
+    serve(metrics, 1, "champion", count=100, seconds=0.002, score=0.3)
+    for _ in range(100):
+        metrics.shadow_requests.labels(MODEL, "2", "ok").inc()
+        metrics.shadow_predictions.labels(MODEL, "2").observe(0.35)
+        metrics.shadow_diff.labels(MODEL, "1", "2").observe(0.05)
+    window = window_delta(before, {"r": scrape_of(metrics)})
+    verdict = judge_shadow(version_window(window, MODEL, 1), shadow_window(window, MODEL, 2), LIMITS, min_requests=50)
+    assert verdict.passed and verdict.shadow_scores is not None
+    assert psi_shift(verdict.shadow_scores, verdict.shadow_scores).current_count == 100
+
+
 def test_sub_millisecond_latency_noise_is_within_the_slack():
     # 3 ms vs 2 ms is a 1.5x+ ratio, but within the 5 ms slack: not a breach on a CPU box.
     verdict = judge_split("5%", 5, *split_window(challenger_seconds=0.004), LIMITS, min_requests=50)
