@@ -5,6 +5,7 @@ VENV := .venv
 TRITON_VENV := .venv-triton
 ORCH_STAMP := $(VENV)/.factory-installed
 TRITON_STAMP := $(TRITON_VENV)/.factory-installed
+CHROMEDRIVER := /usr/bin/chromedriver
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast bootstrap lint lock stack-up stack-down benchmarks
@@ -18,7 +19,12 @@ test: bootstrap
 test-fast: bootstrap
 	$(VENV)/bin/python -m pytest -m "not services and not scheduler and not slow" $(PYTEST_ARGS)
 
-bootstrap: $(ORCH_STAMP) $(TRITON_STAMP)
+bootstrap: $(ORCH_STAMP) $(TRITON_STAMP) $(CHROMEDRIVER)
+
+# Headless Chromium + chromedriver for the browser tests of the factory view (Debian packages, installed as root).
+# A file target: nothing runs when the driver is already there.
+$(CHROMEDRIVER):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
 
 $(ORCH_STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

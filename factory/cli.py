@@ -1,5 +1,6 @@
 """`factory` command line: `factory stack up|down|status|logs`, `factory env`, `factory demo`, `factory seed`,
-`factory registry history <model>`, `factory replay --model M --start T --end T [--rate N] [--labels]`."""
+`factory registry history <model>`, `factory replay --model M --start T --end T [--rate N] [--labels]`,
+`factory view-screenshot [--out PNG] [--model M]`."""
 
 from __future__ import annotations
 
@@ -44,9 +45,14 @@ def _cmd_env(_: argparse.Namespace, stack: Stack) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, stack: Stack) -> int:
-    from factory.demo import run_demo
+    from factory.dag_runs import DagRunFailed
+    from factory.demo import DemoStateError, run_demo
 
-    return run_demo(stack, keep_up=args.keep_up)
+    try:
+        return run_demo(stack, keep_up=args.keep_up)
+    except (DemoStateError, DagRunFailed) as error:
+        print(f"factory demo: {error}", file=sys.stderr)
+        return 1
 
 
 def _cmd_seed(_: argparse.Namespace, stack: Stack) -> int:
@@ -67,6 +73,17 @@ def _cmd_registry(args: argparse.Namespace, stack: Stack) -> int:
     from factory.registry import print_history
 
     return print_history(stack, args.model, as_json=args.json)
+
+
+def _cmd_view_screenshot(args: argparse.Namespace, stack: Stack) -> int:
+    from factory.view_screenshot import BrowserUnavailableError, screenshot_stack
+
+    try:
+        screenshot_stack(stack, args.out, args.model)
+    except BrowserUnavailableError as error:
+        print(f"factory view-screenshot: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_replay(args: argparse.Namespace, stack: Stack) -> int:
@@ -124,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset spec of the replayed rows",
     )  # fmt: skip
     replay.set_defaults(handler=_cmd_replay)
+    shot = commands.add_parser(
+        "view-screenshot", help="log in to the running stack's Airflow UI in headless Chromium, save the factory view"
+    )
+    shot.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs/factory-view.png", help="PNG to write")
+    shot.add_argument("--model", default=None, help="model page to show (default: the first registered model)")
+    shot.set_defaults(handler=_cmd_view_screenshot)
     return parser
 
 
