@@ -27,7 +27,7 @@ from factory.airflow_api import AirflowClient
 from factory.settings import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "plugins"))  # Airflow puts plugins/ on sys.path; this script does the same
-from factory.demo import run_dag
+from factory.dag_runs import run_dag
 from factory.processes import free_ports
 from factory.settings import isolated_settings
 from factory.source_data import seed_source_database

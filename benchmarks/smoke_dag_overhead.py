@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from factory.airflow_api import AirflowClient
-from factory.demo import SMOKE_DAG, run_smoke_dag
+from factory.dag_runs import SMOKE_DAG, run_smoke_dag
 from factory.settings import PROJECT_ROOT, isolated_settings
 from factory.stack import Stack
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from factory.airflow_api import AirflowClient
-from factory.demo import TRAIN_DAG as DAG_ID
-from factory.demo import run_dag
+from factory.dag_runs import TRAIN_DAG as DAG_ID
+from factory.dag_runs import run_dag
 from factory.settings import isolated_settings
 from factory.source_data import seed_source_database
 from factory.stack import Stack

@@ -18,6 +18,7 @@ the bake are recorded as skipped.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -74,7 +75,9 @@ def _guarded_step(rollout: dict[str, Any], seq: int, step: str, run) -> dict[str
             raise AirflowFailException(f"rolled back to v{plan.champion}: {verdict.summary}")
     recorder.write(seq, step, "continued", started, table=table, verdict=verdict, detail=verdict.summary)
     result = {"step": step, "action": "continued", "summary": verdict.summary}
-    return result | ({"shadow_scores": verdict.shadow_scores} if verdict.shadow_scores else {})
+    if verdict.shadow_scores:  # for canary and ramp
+        result["shadow_scores"] = json.loads(verdict.model_dump_json())["shadow_scores"]  # +Inf as "Infinity"
+    return result
 
 
 def _roll_back(plan, gateway, store, step: str, reason: str):  # -> RouteTable
@@ -100,15 +103,15 @@ def _roll_back(plan, gateway, store, step: str, reason: str):  # -> RouteTable
 
 def _split_steps(percents, shadowed: dict[str, Any]):  # -> run(plan, policy, gateway, store) for _guarded_step
     """Canary/ramp windows at `percents(policy)`; `shadowed` is the shadow step's result (its challenger scores)."""
-    shadow_scores = shadowed.get("shadow_scores")
 
     def run(plan, policy, gateway, store):
         from factory_providers.rollout.operations import hold_and_judge
 
-        from pipelines.rollout.guardrails import judge_split
+        from pipelines.rollout.guardrails import BUCKETS, judge_split
         from pipelines.rollout.plan import split_routes
         from pipelines.rollout.window import version_window
 
+        shadow_scores = BUCKETS.validate_python(shadowed["shadow_scores"]) if shadowed.get("shadow_scores") else None
         table = verdict = None
         for percent in percents(policy):
             routes = split_routes(plan.champion, plan.challenger, percent, plan.pool)

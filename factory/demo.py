@@ -1,89 +1,204 @@
-"""The main job: bring the stack up and run the factory loop through the real scheduler, showing progress.
+"""The main job (`make demo`): the whole factory loop through the real scheduler, with progress and a summary.
 
-Today the loop is: the stack smoke test (S3 write, MLflow run, Triton load, checked prediction), then the assembly
-line (the demo flights loaded into the operational source DB, `factory_train` through the scheduler: snapshot,
-validation, training, evaluation, ONNX export, MLflow run and a registered `candidate` version). The later stages
-(gate, deploy, drift, retrain, rollout) are added here as their DAGs land.
+The seed's story, played out on the embedded stack: a model is trained on Q1 2013 flights, gated and rolled out
+to Triton behind the gateway; later traffic (July: summer storms, the real seasonal drift of the data) is
+replayed through the gateway; `factory_drift` detects it within one check and, every guardrail passing, emits
+the retraining asset event; that event schedules `factory_train`, whose gate compares the retrained challenger
+with the champion; `factory_rollout` walks the challenger through shadow, canary and ramp to champion under
+live traffic. Every phase's wall time and the drift -> promoted lead time are printed and stored in
+`<home>/demo-summary.json`.
+
+Where a person would act (the gate's approval request), the main job answers in their place and says so.
 """
 
 from __future__ import annotations
 
+import json
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from factory.airflow_api import AirflowClient
-from factory.source_data import seed_source_database
+from factory.dag_runs import TRAIN_DAG, finish_gated_training, run_dag, run_smoke_dag, wait_for_new_run
+from factory.demo_summary import DemoSummary, GateResult, RolloutResult, render_summary
 from factory.stack import Stack
-from serving.triton.smoke import SMOKE_INPUT, check_prediction
 
-SMOKE_DAG = "factory_smoke"
-TRAIN_DAG = "factory_train"
-
-
-def run_dag(
-    client: AirflowClient, dag_id: str, conf: dict[str, Any] | None = None, report: Callable[[str], None] = print
-) -> tuple[str, float]:
-    """Trigger `dag_id` through the scheduler and wait; raise unless the run succeeds. Returns (run id, wall s)."""
-    client.wait_for_dag(dag_id)
-    client.unpause(dag_id)
-    started = time.monotonic()
-    run_id = client.trigger(dag_id, conf)
-    run = client.wait_for_run(dag_id, run_id, timeout=900, on_progress=lambda line: report(f"  {line}"))
-    if run["state"] != "success":
-        raise RuntimeError(f"{dag_id} run {run_id} ended {run['state']}: see the task logs in the Airflow UI")
-    return run_id, time.monotonic() - started
+DRIFT_DAG, ROLLOUT_DAG = "factory_drift", "factory_rollout"
+MODEL = "flights-hgb"  # what factory_train registers for the flights spec with the default trainer
+DEMO_ROLLOUT_POLICY = "pipelines/configs/policies/rollout-demo.yaml"
+ROLLOUT_TASKS = ("deploy_challenger", "shadow", "canary", "ramp", "promote", "bake", "unload_previous")
+# The demo's clock: "now" is 2013-07-01. The operational source DB holds the flights that have happened (and
+# whose outcome is known) until then; July's flights arrive as traffic at the gateway. The first two days of July
+# (about 1,900 flights, over the drift policy's 1,000-row minimum) carry the summer's weather and delays; the two
+# weeks after, in random order, are the live load while the retrained model is rolled out.
+DEMO_NOW = datetime(2013, 7, 1, tzinfo=UTC)
+DRIFT_WINDOW = (DEMO_NOW, datetime(2013, 7, 3, tzinfo=UTC))
+LOAD_WINDOW = (DRIFT_WINDOW[1], datetime(2013, 7, 17, tzinfo=UTC))
+LOAD_RATE = 60.0  # requests per second while the challenger is rolled out
 
 
-def run_smoke_dag(client: AirflowClient, report: Callable[[str], None] = print) -> tuple[str, float]:
-    """The smoke DAG through the scheduler, then Triton's prediction checked against the model's definition."""
-    run_id, wall = run_dag(client, SMOKE_DAG, report=report)
-    prediction = np.asarray(client.xcom(SMOKE_DAG, run_id, "check_prediction"), dtype=np.float32).reshape(-1, 1)
-    check_prediction(SMOKE_INPUT, prediction)
-    return run_id, wall
+class Phases:
+    """Numbered progress headings and the wall time of each phase."""
+
+    def __init__(self, total: int, report: Callable[[str], None] = print) -> None:
+        self.total, self.report = total, report
+        self.walls: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.report(f"\n== {len(self.walls) + 1}/{self.total} {name}")
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.walls[name] = time.monotonic() - started
+            self.report(f"   ({self.walls[name]:.0f} s)")
 
 
-def _print_timings(client: AirflowClient, dag_id: str, run_id: str) -> None:
-    for timing in client.task_timings(dag_id, run_id):
-        print(f"  {timing.task_id:<22} {timing.state:<8} {timing.duration_s:6.2f} s")
+def approve_as_reviewer(gate: dict[str, Any]) -> bool:
+    """The demo's stand-in for the reviewer: it approves, and prints what a person would have read first."""
+    print(f"  the gate asks a human about v{gate['version']}: {gate['summary']}")
+    for reason in gate.get("review", []):
+        print(f"    - {reason}")
+    print(f"  report: {gate['report_url']}")
+    print("  the demo approves as the reviewer (in production a person answers in the UI: Required Actions)")
+    return True
+
+
+def gate_result(client: AirflowClient, run_id: str, approvals: int) -> GateResult:
+    gate = client.xcom(TRAIN_DAG, run_id, "gate_candidate")
+    final = client.xcom(TRAIN_DAG, run_id, "record_gate_outcome")
+    return GateResult(
+        version=gate["version"], decision=gate["decision"], final=final["summary"], report_url=gate["report_url"],
+        model_card_url=gate["model_card_url"], champion_version=gate["champion_version"], approvals=approvals,
+    )  # fmt: skip
+
+
+def roll_out(client: AirflowClient, requested: str, report: Callable[[str], None]) -> RolloutResult:
+    """factory_rollout of `requested` ("@challenger" or a version) with the demo's policy; what it did."""
+    conf = {"model_name": MODEL, "version": requested, "policy": DEMO_ROLLOUT_POLICY}
+    run_id, wall = run_dag(client, ROLLOUT_DAG, conf, report=report)
+    steps = {task: client.xcom(ROLLOUT_DAG, run_id, task) for task in ROLLOUT_TASKS}
+    outcome = client.xcom(ROLLOUT_DAG, run_id, "record_rollout")["outcome"]
+    version = str(client.xcom(ROLLOUT_DAG, run_id, "plan_rollout")["challenger"])
+    ended = {t.task_id: t.end for t in client.task_timings(ROLLOUT_DAG, run_id)}
+    return RolloutResult(run_id=run_id, version=version, outcome=outcome, wall_s=wall, steps=steps,
+                         promoted_at=ended.get("promote"))  # fmt: skip
+
+
+class DemoStateError(RuntimeError):
+    """The stack already holds an earlier demo's models: the story starts from an empty registry."""
+
+
+def require_empty_registry(mlflow_url: str, home: object) -> None:
+    """Refuse to replay the story over an earlier one (v1 would be trained again and gated against v2)."""
+    import httpx
+
+    answer = httpx.get(f"{mlflow_url}/api/2.0/mlflow/registered-models/get", params={"name": MODEL}, timeout=30)
+    if answer.status_code == 200:
+        raise DemoStateError(
+            f"{MODEL} is already registered on this stack ({home}), by an earlier run of the demo: the story "
+            "starts from an empty registry. Start over with `.venv/bin/factory stack down && rm -rf "
+            f"{home}`, or run it on a separate stack with FACTORY_HOME=<another dir> (and other ports)."
+        )
+
+
+def run_loop(stack: Stack, client: AirflowClient, phases: Phases) -> DemoSummary:
+    """Phases 2..9 of the main job on a running stack; returns what the summary shows."""
+    from factory.replay import BackgroundTraffic, replay
+    from factory.source_data import seed_source_database
+    from factory.stack import s3_client
+    from pipelines.assembly import DEFAULT_DATASET_SPEC, REPOSITORY_ROOT
+    from pipelines.datasets.demo import load_demo_flights
+    from pipelines.datasets.spec import load_dataset_spec
+    from pipelines.monitoring.replay import plan_replay
+    from serving.gateway.config import GatewayConfig
+
+    settings, creds, report = stack.settings, stack.credentials, phases.report
+    summary = DemoSummary(airflow_url=settings.airflow_url, mlflow_url=settings.mlflow_url, model=MODEL)
+    require_empty_registry(settings.mlflow_url, settings.home)
+    with phases.phase("stack check: the smoke DAG (S3, MLflow, Triton) through the scheduler"):
+        run_smoke_dag(client, report=report)
+    spec = load_dataset_spec(REPOSITORY_ROOT / DEFAULT_DATASET_SPEC)
+    flights = load_demo_flights()
+    with phases.phase("assembly line: seed the source DB up to the demo's now, train v1 on Q1 2013, gate it"):
+        happened = flights.loc[flights[spec.time_column] < DEMO_NOW]
+        seed = seed_source_database(settings, frame=happened)
+        until = f"flights before {DEMO_NOW:%Y-%m-%d}"
+        report(f"  source table {seed.table!r}: {seed.rows} {until} ({'loaded' if seed.written else 'already there'})")
+        client.wait_for_dag(TRAIN_DAG)
+        client.unpause(TRAIN_DAG)  # also lets the retraining asset schedule it later
+        first = client.trigger(TRAIN_DAG, {})
+        trained = finish_gated_training(client, first, approver=approve_as_reviewer, report=report)
+        summary.runs.append((TRAIN_DAG, first))
+        summary.gates.append(gate_result(client, first, trained.approvals))
+    with phases.phase(f"deploy v{summary.gates[0].version} to Triton: first rollout (deploy, promote, bake)"):
+        summary.rollouts.append(roll_out(client, "@challenger", report))
+        summary.runs.append((ROLLOUT_DAG, summary.rollouts[-1].run_id))
+    with phases.phase("the world drifts: replay July 2013 traffic through the gateway (labels land later)"):
+        summary.drift_started_at = datetime.now(UTC)
+        replayed = replay(
+            gateway_url=settings.gateway_url, token=creds.gateway_token, model=MODEL,
+            plan=plan_replay(flights, spec, *DRIFT_WINDOW), s3=s3_client(settings, creds),
+            bucket=settings.data_bucket, with_labels=True,
+        )  # fmt: skip
+        answered = f"{replayed.answered}/{replayed.requested} answered by {dict(replayed.versions)}"
+        report(f"  {answered}, {replayed.labels} labels landed")
+        time.sleep(GatewayConfig.model_fields["sample_max_interval"].default + 2)  # the request log's flush interval
+    with phases.phase("production monitor: factory_drift on the replayed window"):
+        known_trainings = {run["dag_run_id"] for run in client.dag_runs(TRAIN_DAG)}
+        conf = {"window_start": summary.drift_started_at.isoformat(), "window_end": datetime.now(UTC).isoformat()}
+        drift_run, _ = run_dag(client, DRIFT_DAG, conf, report=report)
+        summary.runs.append((DRIFT_DAG, drift_run))
+        summary.drift = client.xcom(DRIFT_DAG, drift_run, "check_drift")
+        summary.retraining = client.xcom(DRIFT_DAG, drift_run, "decide_retraining")
+        summary.detected_at = datetime.now(UTC)
+        if not summary.retraining["retrain"]:
+            raise RuntimeError(f"the monitor did not request a retraining: {summary.retraining['summary']}")
+    with phases.phase("retraining: the asset event schedules factory_train (v2 on the newest data), gate v2 vs v1"):
+        retrain = wait_for_new_run(client, TRAIN_DAG, known=known_trainings, run_type="asset_triggered")
+        report(f"  scheduled by the retraining asset: {retrain}")
+        trained = finish_gated_training(client, retrain, approver=approve_as_reviewer, report=report)
+        summary.runs.append((TRAIN_DAG, retrain))
+        summary.gates.append(gate_result(client, retrain, trained.approvals))
+        summary.retrained_at = datetime.now(UTC)
+    with phases.phase(f"roll v{summary.gates[1].version} out under live traffic: shadow, canary, ramp, champion"):
+        # Shuffled: in time order, 60 requests/s would sweep a day of flights every ~15 s, so each rollout step
+        # would see different days' weather (a shift production traffic does not have within minutes).
+        load = plan_replay(flights, spec, *LOAD_WINDOW).requests
+        random.Random(2013).shuffle(load)
+        with BackgroundTraffic(gateway_url=settings.gateway_url, token=creds.gateway_token, model=MODEL,
+                               requests=load, rate=LOAD_RATE) as traffic:  # fmt: skip
+            summary.rollouts.append(roll_out(client, "@challenger", report))
+        summary.runs.append((ROLLOUT_DAG, summary.rollouts[-1].run_id))
+        summary.load = traffic.result.as_dict()
+    return summary
 
 
 def run_demo(stack: Stack, *, keep_up: bool) -> int:
     started = time.monotonic()
-    print("== 1/3 stack up")
-    stack.up()
+    phases = Phases(total=8)
+    with phases.phase("stack up (S3, MLflow, Triton, gateway, Airflow)"):
+        stack.up()
     if notice := stack.credentials_notice():
         print(notice)
     creds = stack.credentials
     client = AirflowClient(stack.settings.airflow_url, creds.airflow_admin_user, creds.airflow_admin_password)
     try:
-        print("== 2/3 smoke DAG through the scheduler")
-        smoke_run, smoke_wall = run_smoke_dag(client)
-        print(f"{SMOKE_DAG}: success in {smoke_wall:.1f} s; Triton's prediction matched y = 2x + 1.")
-        _print_timings(client, SMOKE_DAG, smoke_run)
-
-        print("== 3/3 assembly line: seed the operational source DB, train through the scheduler")
-        seed = seed_source_database(stack.settings)
-        print(f"  source table {seed.table!r}: {seed.rows} rows ({'loaded' if seed.written else 'already there'})")
-        train_run, train_wall = run_dag(client, TRAIN_DAG)
-        snapshot = client.xcom(TRAIN_DAG, train_run, "extract_snapshot")
-        registered = client.xcom(TRAIN_DAG, train_run, "register_model")
-        print(
-            f"{TRAIN_DAG}: success in {train_wall:.1f} s; snapshot {snapshot['snapshot_id'][:12]} "
-            f"({snapshot['rows']} rows) -> {registered['model_name']} v{registered['version']} @{registered['alias']}"
-        )
-        _print_timings(client, TRAIN_DAG, train_run)
+        summary = run_loop(stack, client, phases)
+    except Exception:
+        print(f"\nThe stack is left running for inspection ({stack.settings.airflow_url}); stop it with "
+              "`.venv/bin/factory stack down`.")  # fmt: skip
+        raise
     finally:
         client.close()
-    s = stack.settings
-    print(
-        f"\nAirflow UI  {s.airflow_url}  (user {creds.airflow_admin_user}; password in {s.home / 'credentials.json'})\n"
-        f"MLflow UI   {s.mlflow_url}  (experiment factory/{snapshot['dataset']}, model {registered['model_name']})\n"
-        f"Triton      {s.triton_http_url}  S3  {s.s3_endpoint}\n"
-        f"State, logs and credentials: {s.home}\nTotal: {time.monotonic() - started:.0f} s"
-    )
+    summary.phase_walls = dict(phases.walls)
+    summary.total_s = time.monotonic() - started
+    print(render_summary(summary, home=stack.settings.home))
+    (stack.settings.home / "demo-summary.json").write_text(json.dumps(summary.as_dict(), indent=2, default=str))
     if keep_up:
         print("The stack keeps running (--keep-up); stop it with `.venv/bin/factory stack down`.")
     else:

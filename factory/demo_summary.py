@@ -88,7 +88,7 @@ def render_summary(summary: DemoSummary, *, home: Path) -> str:
             f"  drifted features: {features}",
         ]
         for family, signal in drift.get("signals", {}).items():
-            lines.append(f"  {family:<10} {signal.get('status'):<18} {signal.get('summary', '')}")
+            lines.append(f"  {family:<10} {signal.get('status'):<18} {_clip(signal.get('summary', ''))}")
         uris = drift.get("uris", {})
         lines += [f"  {name}: {uri}" for name, uri in sorted(uris.items())]
     if summary.retraining:
@@ -104,7 +104,8 @@ def render_summary(summary: DemoSummary, *, home: Path) -> str:
             f"  traffic during the rollout: {load.get('answered')} answered, {failed} failed, "
             f"by version {load.get('versions')}"
         )
-    lines += ["", "Links:", f"  Airflow UI   {summary.airflow_url}", f"  factory view {summary.airflow_url}/factory/"]
+    lines += ["", "Links:", f"  Airflow UI   {summary.airflow_url}"]
+    lines.append(f"  factory view {summary.airflow_url}/plugin/factory")
     lines.append(f"  MLflow model {summary.mlflow_url}/#/models/{summary.model}")
     lines += [f"  {dag_id:<16} {summary.run_url(dag_id, run_id)}" for dag_id, run_id in summary.runs]
     lines += ["", "Wall time per phase:"]
@@ -117,9 +118,15 @@ def render_summary(summary: DemoSummary, *, home: Path) -> str:
     return "\n".join(lines)
 
 
+def _clip(text: str, width: int = 110) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _step_line(step: Any) -> str:
     if not isinstance(step, dict):
         return str(step)
+    if "live_versions" in step:  # a fleet deploy report
+        return f"live versions {step['live_versions']}, newly loaded {step.get('introduced', [])}"
     action = step.get("action") or step.get("outcome") or ""
     detail = step.get("summary") or step.get("detail") or ""
     if not action and not detail:

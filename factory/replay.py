@@ -148,6 +148,38 @@ def replay(
     return result
 
 
+class BackgroundTraffic:
+    """A client replaying `requests` through the gateway in a thread, in paced chunks, until stopped (or the
+    requests run out): production-like load while a rollout watches the gateway (the main job, benchmarks)."""
+
+    def __init__(
+        self, *, gateway_url: str, token: str, model: str, requests: list[ReplayRequest], rate: float, chunk: int = 50
+    ) -> None:
+        import threading
+
+        self._client = httpx.Client(base_url=gateway_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self._model, self._requests, self._rate, self._chunk = model, requests, rate, chunk
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="background-traffic", daemon=True)
+        self.result = ReplayResult()
+
+    def __enter__(self) -> BackgroundTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self._client.close()
+
+    def _run(self) -> None:
+        for offset in range(0, len(self._requests), self._chunk):
+            if self._stop.is_set():
+                return
+            chunk = self._requests[offset : offset + self._chunk]
+            send_requests(self._client, self._model, chunk, rate=self._rate, result=self.result)
+
+
 def run_replay_command(
     stack: Any,
     *,

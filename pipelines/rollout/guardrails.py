@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from pipelines.rollout.policy import Guardrails
 from pipelines.rollout.window import ShadowWindow, VersionWindow, bucket_counts
@@ -27,9 +27,13 @@ class GuardrailResult(BaseModel):
 
 
 Buckets = tuple[tuple[float, float], ...]  # a Prometheus histogram: (upper bound, cumulative count)
+BUCKETS = TypeAdapter(Buckets)  # reads them back from JSON ("Infinity" included)
 
 
 class StepVerdict(BaseModel):
+    # Histograms end at the +Inf bound: JSON (records, XCom) writes it as "Infinity", which reads back as inf.
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     step: str
     challenger_percent: float
     enough_evidence: bool

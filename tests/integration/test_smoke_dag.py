@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from factory.airflow_api import AirflowClient
-from factory.demo import SMOKE_DAG, run_smoke_dag
+from factory.dag_runs import SMOKE_DAG, run_smoke_dag
 from factory.settings import PROJECT_ROOT
 from tests.integration.conftest import stack_subprocess_env
 

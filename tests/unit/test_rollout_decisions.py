@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pipelines.alias_log import AliasChange, AliasMove
-from pipelines.rollout.guardrails import judge_alone, judge_shadow, judge_split, psi_shift
+from pipelines.rollout.guardrails import BUCKETS, StepVerdict, judge_alone, judge_shadow, judge_split, psi_shift
 from pipelines.rollout.plan import (
     RolloutPlanError,
     is_rollback_request,
@@ -173,6 +174,9 @@ def test_shadow_verdict_carries_the_challenger_scores_for_the_later_steps():
     verdict = judge_shadow(version_window(window, MODEL, 1), shadow_window(window, MODEL, 2), LIMITS, min_requests=50)
     assert verdict.passed and verdict.shadow_scores is not None
     assert psi_shift(verdict.shadow_scores, verdict.shadow_scores).current_count == 100
+    as_xcom = json.loads(json.dumps(json.loads(verdict.model_dump_json())["shadow_scores"], allow_nan=False))
+    assert as_xcom[-1][0] == "Infinity" and BUCKETS.validate_python(as_xcom) == verdict.shadow_scores
+    assert StepVerdict.model_validate_json(verdict.model_dump_json()) == verdict  # the S3 step record reads back
 
 
 def test_sub_millisecond_latency_noise_is_within_the_slack():
