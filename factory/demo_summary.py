@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pipelines.factory_view.links import Paths
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -89,8 +91,10 @@ def render_summary(summary: DemoSummary, *, home: Path) -> str:
         ]
         for family, signal in drift.get("signals", {}).items():
             lines.append(f"  {family:<10} {signal.get('status'):<18} {_clip(signal.get('summary', ''))}")
-        uris = drift.get("uris", {})
-        lines += [f"  {name}: {uri}" for name, uri in sorted(uris.items())]
+        links = Paths(airflow_base=summary.airflow_url, app_base=f"{summary.airflow_url}/factory")
+        for name, uri in sorted(drift.get("uris", {}).items()):  # through the factory view where it serves them
+            served = links.report_of_uri(uri)
+            lines.append(f"  {name}: {served.href if served else uri}")
     if summary.retraining:
         lines.append(f"Retraining decision: {summary.retraining.get('outcome')} - {summary.retraining.get('summary')}")
     for rollout in summary.rollouts:

@@ -30,9 +30,10 @@ def story() -> DemoSummary:
     steps = {"shadow": {"action": "continued", "summary": "shadow: all 3 guardrails held"}, "promote": {"alias_seq": 4}}
     summary.rollouts = [rollout("1", -100), rollout("2", 400, steps)]
     summary.runs = [("factory_train", "manual__2026-11-24T08:00:00+00:00")]
+    uris = {"monitor": "s3://factory-data/monitoring/m.json", "other": "s3://elsewhere/x.html"}
     summary.drift = {"verdict": "alert", "window_rows": 1925, "summary": "9 of 15 features drifted",
                      "drifted_features": ["temp", "dewp"], "signals": {"data": {"status": "alert", "summary": "x"}},
-                     "uris": {"monitor": "s3://factory-data/monitoring/m.json"}}  # fmt: skip
+                     "uris": uris}  # fmt: skip
     summary.retraining = {"outcome": "retrain", "retrain": True, "summary": "all guardrails passed"}
     summary.load = {"answered": 5000, "failures": {}, "versions": {"1": 3000, "2": 2000}}
     summary.drift_started_at, summary.detected_at = T0, T0 + timedelta(seconds=45)
@@ -55,6 +56,8 @@ def test_the_summary_names_versions_verdicts_drift_steps_links_and_timings() -> 
     assert "v2 (vs champion v1): gate needs_approval, 1 approval answered by the demo" in text
     assert "Drift: alert on 1925 logged requests" in text and "drifted features: temp, dewp" in text
     assert "Retraining decision: retrain - all guardrails passed" in text
+    assert "monitor: http://af/factory/reports/monitoring/m.json" in text  # served by the factory view
+    assert "other: s3://elsewhere/x.html" in text  # not the view's to serve: the URI as it is
     assert "shadow             continued shadow: all 3 guardrails held" in text
     assert "promote            alias_seq=4" in text
     assert "5000 answered, 0 failed" in text
