@@ -46,11 +46,11 @@ def _cmd_env(_: argparse.Namespace, stack: Stack) -> int:
 
 def _cmd_demo(args: argparse.Namespace, stack: Stack) -> int:
     from factory.dag_runs import DagRunFailed
-    from factory.demo import DemoStateError, run_demo
+    from factory.demo import run_demo
 
     try:
         return run_demo(stack, keep_up=args.keep_up)
-    except (DemoStateError, DagRunFailed) as error:
+    except DagRunFailed as error:
         print(f"factory demo: {error}", file=sys.stderr)
         return 1
 

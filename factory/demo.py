@@ -89,21 +89,25 @@ def roll_out(client: AirflowClient, requested: str, report: Callable[[str], None
                          promoted_at=ended.get("promote"))  # fmt: skip
 
 
-class DemoStateError(RuntimeError):
-    """The stack already holds an earlier demo's models: the story starts from an empty registry."""
-
-
-def require_empty_registry(mlflow_url: str, home: object) -> None:
-    """Refuse to replay the story over an earlier one (v1 would be trained again and gated against v2)."""
+def registry_holds_demo_model(mlflow_url: str) -> bool:
+    """Whether an earlier run of the story left its model in this stack's registry."""
     import httpx
 
     answer = httpx.get(f"{mlflow_url}/api/2.0/mlflow/registered-models/get", params={"name": MODEL}, timeout=30)
-    if answer.status_code == 200:
-        raise DemoStateError(
-            f"{MODEL} is already registered on this stack ({home}), by an earlier run of the demo: the story "
-            "starts from an empty registry. Start over with `.venv/bin/factory stack down && rm -rf "
-            f"{home}`, or run it on a separate stack with FACTORY_HOME=<another dir> (and other ports)."
-        )
+    return answer.status_code == 200
+
+
+def start_over(stack: Stack) -> Stack:
+    """The story needs an empty registry (v1 trained again would be gated against v2): stop the stack, keep the
+    earlier state beside it (nothing is deleted), start a fresh one on the same settings."""
+    stack.down()
+    home = stack.settings.home
+    kept = home.with_name(f"{home.name}.previous-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    home.rename(kept)
+    print(f"  {MODEL} is already registered here (an earlier run): that state is kept in {kept}; starting over")
+    fresh = Stack(stack.settings)
+    fresh.up()
+    return fresh
 
 
 def run_loop(stack: Stack, client: AirflowClient, phases: Phases) -> DemoSummary:
@@ -119,7 +123,6 @@ def run_loop(stack: Stack, client: AirflowClient, phases: Phases) -> DemoSummary
 
     settings, creds, report = stack.settings, stack.credentials, phases.report
     summary = DemoSummary(airflow_url=settings.airflow_url, mlflow_url=settings.mlflow_url, model=MODEL)
-    require_empty_registry(settings.mlflow_url, settings.home)
     with phases.phase("stack check: the smoke DAG (S3, MLflow, Triton) through the scheduler"):
         run_smoke_dag(client, report=report)
     spec = load_dataset_spec(REPOSITORY_ROOT / DEFAULT_DATASET_SPEC)
@@ -183,6 +186,8 @@ def run_demo(stack: Stack, *, keep_up: bool) -> int:
     phases = Phases(total=8)
     with phases.phase("stack up (S3, MLflow, Triton, gateway, Airflow)"):
         stack.up()
+        if registry_holds_demo_model(stack.settings.mlflow_url):
+            stack = start_over(stack)
     if notice := stack.credentials_notice():
         print(notice)
     creds = stack.credentials

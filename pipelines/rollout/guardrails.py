@@ -13,8 +13,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from pipelines.rollout.policy import Guardrails
-from pipelines.rollout.window import ShadowWindow, VersionWindow, bucket_counts
+from pipelines.rollout.window import ShadowWindow, VersionWindow, bucket_counts, histogram_quantile
 
+TAIL_REQUESTS = 10  # requests a window must have beyond the latency quantile it judges
 _PSI_FLOOR = 1e-4  # share given to an empty bin so the logarithm stays finite (the usual PSI smoothing)
 
 
@@ -140,10 +141,22 @@ def _result(
     )
 
 
-def _latency(name: str, challenger_ms: float | None, champion_ms: float | None, limits: Guardrails) -> GuardrailResult:
-    """p99 within `max_p99_ratio` of the champion's, or within `p99_slack_ms` of it (sub-ms noise on CPU)."""
-    if challenger_ms is None or champion_ms is None:
+def tail_quantile(requests: float) -> float:
+    """The latency quantile a window of `requests` can estimate: p99, or lower so that TAIL_REQUESTS of them lie
+    beyond it (a p99 of 45 canary requests is their slowest one, i.e. one scheduling hiccup on a busy host)."""
+    if requests <= 0:
+        return 0.99
+    return max(0.5, min(0.99, 1.0 - TAIL_REQUESTS / requests))
+
+
+def _latency(name: str, challenger: Buckets, champion: Buckets, limits: Guardrails) -> GuardrailResult:
+    """The challenger's tail latency within `max_p99_ratio` of the champion's, or within `p99_slack_ms` of it
+    (sub-ms noise on CPU). The tail is p99 when the window has the requests for it, else `tail_quantile`."""
+    quantile = tail_quantile(challenger[-1][1] if challenger else 0.0)
+    challenger_s, champion_s = histogram_quantile(quantile, challenger), histogram_quantile(quantile, champion)
+    if challenger_s is None or champion_s is None:
         return _result(name, None, limits.max_p99_ratio, f"{name}: no latency observed, ratio", missing_passes=True)
+    challenger_ms, champion_ms = challenger_s * 1000, champion_s * 1000
     allowed = max(champion_ms * limits.max_p99_ratio, champion_ms + limits.p99_slack_ms)
     ratio = challenger_ms / champion_ms if champion_ms > 0 else float("inf")
     return GuardrailResult(
@@ -151,7 +164,7 @@ def _latency(name: str, challenger_ms: float | None, champion_ms: float | None, 
         value=ratio,
         limit=limits.max_p99_ratio,
         passed=challenger_ms <= allowed,
-        detail=f"{name}: challenger {challenger_ms:.2f} ms vs champion {champion_ms:.2f} ms "
+        detail=f"{name}: p{quantile * 100:.3g} challenger {challenger_ms:.2f} ms vs champion {champion_ms:.2f} ms "
         f"(ratio {ratio:.2f}, allowed up to {allowed:.2f} ms)",
     )
 
@@ -170,7 +183,7 @@ def judge_shadow(
             limits.max_shadow_disagreement,
             f"share of mirrored requests differing by more than {limits.disagreement_threshold:g}",
         ),
-        _latency("shadow_p99_latency", shadow.upstream_p99_ms, champion.upstream_p99_ms, limits),
+        _latency("shadow_p99_latency", shadow.upstream_buckets, champion.upstream_buckets, limits),
     ]
     return StepVerdict(
         step="shadow",
@@ -204,7 +217,7 @@ def judge_split(
     results = [
         _result("error_rate", challenger.error_rate, limits.max_error_rate, "challenger error rate"),
         _result("error_rate_increase", increase, limits.max_error_rate_increase, "error rate over the champion's"),
-        _latency("p99_latency", challenger.p99_ms, champion.p99_ms, limits),
+        _latency("p99_latency", challenger.latency_buckets, champion.latency_buckets, limits),
         _psi_result(champion, challenger, limits, shadow_scores),
     ]
     return StepVerdict(

@@ -97,11 +97,6 @@ def bucket_counts(buckets: Sequence[tuple[float, float]]) -> tuple[float, ...]:
     return tuple(counts)
 
 
-def _p99_ms(buckets: Sequence[tuple[float, float]]) -> float | None:
-    seconds = histogram_quantile(0.99, buckets)
-    return None if seconds is None else seconds * 1000
-
-
 @dataclass(frozen=True)
 class VersionWindow:
     """Primary traffic a model version answered in the window (all routes and pools of the model)."""
@@ -117,14 +112,6 @@ class VersionWindow:
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
-    @property
-    def p99_ms(self) -> float | None:
-        return _p99_ms(self.latency_buckets)
-
-    @property
-    def upstream_p99_ms(self) -> float | None:
-        return _p99_ms(self.upstream_buckets)
-
 
 @dataclass(frozen=True)
 class ShadowWindow:
@@ -137,10 +124,6 @@ class ShadowWindow:
     upstream_buckets: tuple[tuple[float, float], ...]
     diff_buckets: tuple[tuple[float, float], ...]
     prediction_buckets: tuple[tuple[float, float], ...] = ()  # the shadow version's scores on mirrored requests
-
-    @property
-    def upstream_p99_ms(self) -> float | None:
-        return _p99_ms(self.upstream_buckets)
 
     @property
     def error_rate(self) -> float:

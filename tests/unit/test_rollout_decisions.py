@@ -11,7 +11,15 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pipelines.alias_log import AliasChange, AliasMove
-from pipelines.rollout.guardrails import BUCKETS, StepVerdict, judge_alone, judge_shadow, judge_split, psi_shift
+from pipelines.rollout.guardrails import (
+    BUCKETS,
+    StepVerdict,
+    judge_alone,
+    judge_shadow,
+    judge_split,
+    psi_shift,
+    tail_quantile,
+)
 from pipelines.rollout.plan import (
     RolloutPlanError,
     is_rollback_request,
@@ -64,8 +72,9 @@ def test_a_window_counts_only_what_happened_between_the_scrapes_summed_over_repl
     champion = version_window(window, MODEL, 1)
     assert (champion.requests, champion.errors) == (55, 5)
     assert champion.error_rate == pytest.approx(5 / 55)
-    assert 3.0 < champion.p99_ms <= 5.0  # 99th of 50 answers is in the 3-5 ms bucket
-    assert version_window(window, MODEL, 2).requests == 0 and version_window(window, MODEL, 2).p99_ms is None
+    assert 0.003 < histogram_quantile(0.99, champion.latency_buckets) <= 0.005  # 99th of 50 answers: the 3-5 ms bucket
+    nobody = version_window(window, MODEL, 2)
+    assert nobody.requests == 0 and histogram_quantile(0.99, nobody.latency_buckets) is None
 
 
 def test_a_replica_that_restarted_or_appeared_counts_from_zero():
@@ -177,6 +186,24 @@ def test_shadow_verdict_carries_the_challenger_scores_for_the_later_steps():
     as_xcom = json.loads(json.dumps(json.loads(verdict.model_dump_json())["shadow_scores"], allow_nan=False))
     assert as_xcom[-1][0] == "Infinity" and BUCKETS.validate_python(as_xcom) == verdict.shadow_scores
     assert StepVerdict.model_validate_json(verdict.model_dump_json()) == verdict  # the S3 step record reads back
+
+
+def test_the_latency_tail_judged_is_one_the_window_can_estimate():
+    """p99 of 45 canary requests is their slowest one: the window judges the quantile with 10 requests beyond it."""
+    assert tail_quantile(2000) == 0.99 and tail_quantile(1000) == 0.99
+    assert tail_quantile(45) == pytest.approx(1 - 10 / 45) and tail_quantile(10) == 0.5 and tail_quantile(0) == 0.99
+    metrics = GatewayMetrics(CollectorRegistry())
+    before = {"r": scrape_of(metrics)}
+    serve(metrics, 1, "champion", count=900, seconds=0.002, score=0.3)
+    serve(metrics, 2, "challenger", count=44, seconds=0.002, score=0.3)
+    serve(metrics, 2, "challenger", count=1, seconds=0.04, score=0.3)  # one hiccup: 40 ms
+    window = window_delta(before, {"r": scrape_of(metrics)})
+    verdict = judge_split("5%", 5, version_window(window, MODEL, 1), version_window(window, MODEL, 2), LIMITS,
+                          min_requests=20)  # fmt: skip
+    latency = next(result for result in verdict.results if result.name == "p99_latency")
+    assert latency.passed and "p77.8 challenger" in latency.detail
+    slow = split_window(challenger_seconds=0.05, challenger_count=45)  # every canary request slow: a real breach
+    assert "p99_latency" in {r.name for r in judge_split("5%", 5, *slow, LIMITS, min_requests=20).breaches}
 
 
 def test_sub_millisecond_latency_noise_is_within_the_slack():
