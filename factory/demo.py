@@ -190,8 +190,7 @@ def run_demo(stack: Stack, *, keep_up: bool) -> int:
             stack = start_over(stack)
     if notice := stack.credentials_notice():
         print(notice)
-    creds = stack.credentials
-    client = AirflowClient(stack.settings.airflow_url, creds.airflow_admin_user, creds.airflow_admin_password)
+    client = stack.airflow_client()
     try:
         summary = run_loop(stack, client, phases)
     except Exception:

@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from factory.registry import alias_registry
 from factory.settings import isolated_settings
 from factory.stack import Stack
 
@@ -19,29 +20,17 @@ pytestmark = [pytest.mark.services, pytest.mark.scheduler, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, list[dict]]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, list]:
     from factory.demo import run_demo
 
     stack = Stack(isolated_settings(tmp_path_factory.mktemp("demo")), env={}, report=lambda line: None)
     try:
         code = run_demo(stack, keep_up=True)
         summary = json.loads((stack.settings.home / "demo-summary.json").read_text())
-        history = alias_history(stack)
+        history = alias_registry(stack).alias_history("flights-hgb")  # the audit trail, as any auditor reads it
     finally:
         stack.down()
     return code, summary, history
-
-
-def alias_history(stack: Stack) -> list[dict]:
-    """The registry's alias log of the demo's model, read from S3 as any auditor would."""
-    from factory.stack import s3_client
-
-    s3 = s3_client(stack.settings, stack.credentials)
-    listing = s3.list_objects_v2(Bucket=stack.settings.data_bucket, Prefix="registry/alias-log/flights-hgb/")
-    return [
-        json.loads(s3.get_object(Bucket=stack.settings.data_bucket, Key=item["Key"])["Body"].read())
-        for item in sorted(listing.get("Contents", []), key=lambda item: item["Key"])
-    ]
 
 
 def test_the_main_job_plays_the_whole_story(demo) -> None:
@@ -60,7 +49,7 @@ def test_the_main_job_plays_the_whole_story(demo) -> None:
     load = summary["load"]
     assert load["answered"] > 0 and not load["failures"] and set(load["versions"]) == {v1, v2}
     # The registry's audit trail tells the same story: v1 champion, then v2 champion with v1 as previous.
-    final = history[-1]["aliases"]
+    final = history[-1].aliases
     assert final["champion"] == v2 and final["previous"] == v1
     lead = summary["lead_times_s"]
     assert 0 < lead["detected"] < lead["retrained"] < lead["promoted"]

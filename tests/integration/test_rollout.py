@@ -44,8 +44,7 @@ pytestmark = [pytest.mark.services, pytest.mark.scheduler, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def airflow(live_stack: Stack) -> Iterator[AirflowClient]:
-    creds = live_stack.credentials
-    client = AirflowClient(live_stack.settings.airflow_url, creds.airflow_admin_user, creds.airflow_admin_password)
+    client = live_stack.airflow_client()
     yield client
     client.close()
 

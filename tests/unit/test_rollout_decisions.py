@@ -150,14 +150,26 @@ def test_each_split_breach_is_named(window, breached):
     assert all(name in verdict.summary for name in ("breached",))
 
 
-def shadow_scores(score: float, count: int = 300):
-    """The challenger's scores as the shadow step measured them (mirrored requests, gateway histogram)."""
+def mirrored_window(*, count: int = 100, diff: float = 0.05, score: float | None = None, seconds: float | None = None):
+    """(champion, shadow) windows of a shadow step: the champion answers `count` requests, every one mirrored to
+    v2 whose answer differs by `diff` (its score and Triton round trip observed when given)."""
     metrics = GatewayMetrics(CollectorRegistry())
     before = {"r": scrape_of(metrics)}
+    serve(metrics, 1, "champion", count=count, seconds=0.002, score=0.3)
     for _ in range(count):
-        metrics.shadow_predictions.labels(MODEL, "2").observe(score)
         metrics.shadow_requests.labels(MODEL, "2", "ok").inc()
-    return shadow_window(window_delta(before, {"r": scrape_of(metrics)}), MODEL, 2).prediction_buckets
+        metrics.shadow_diff.labels(MODEL, "1", "2").observe(diff)
+        if score is not None:
+            metrics.shadow_predictions.labels(MODEL, "2").observe(score)
+        if seconds is not None:
+            metrics.shadow_latency.labels(MODEL, "2").observe(seconds)
+    window = window_delta(before, {"r": scrape_of(metrics)})
+    return version_window(window, MODEL, 1), shadow_window(window, MODEL, 2)
+
+
+def shadow_scores(score: float, count: int = 300):
+    """The challenger's scores as the shadow step measured them (mirrored requests, gateway histogram)."""
+    return mirrored_window(count=count, score=score)[1].prediction_buckets
 
 
 def test_a_behaviour_change_seen_in_shadow_is_not_a_split_breach_but_a_new_one_is():
@@ -172,15 +184,7 @@ def test_a_behaviour_change_seen_in_shadow_is_not_a_split_breach_but_a_new_one_i
 
 
 def test_shadow_verdict_carries_the_challenger_scores_for_the_later_steps():
-    metrics = GatewayMetrics(CollectorRegistry())
-    before = {"r": scrape_of(metrics)}
-    serve(metrics, 1, "champion", count=100, seconds=0.002, score=0.3)
-    for _ in range(100):
-        metrics.shadow_requests.labels(MODEL, "2", "ok").inc()
-        metrics.shadow_predictions.labels(MODEL, "2").observe(0.35)
-        metrics.shadow_diff.labels(MODEL, "1", "2").observe(0.05)
-    window = window_delta(before, {"r": scrape_of(metrics)})
-    verdict = judge_shadow(version_window(window, MODEL, 1), shadow_window(window, MODEL, 2), LIMITS, min_requests=50)
+    verdict = judge_shadow(*mirrored_window(diff=0.05, score=0.35), LIMITS, min_requests=50)
     assert verdict.passed and verdict.shadow_scores is not None
     assert psi_shift(verdict.shadow_scores, verdict.shadow_scores).current_count == 100
     as_xcom = json.loads(json.dumps(json.loads(verdict.model_dump_json())["shadow_scores"], allow_nan=False))
@@ -219,15 +223,8 @@ def test_too_few_challenger_requests_is_not_enough_evidence_and_never_a_pass():
 
 
 def test_shadow_guardrails_judge_errors_disagreement_and_latency():
-    metrics = GatewayMetrics(CollectorRegistry())
-    before = {"r": scrape_of(metrics)}
-    serve(metrics, 1, "champion", count=100, seconds=0.002, score=0.3)
-    for _ in range(100):
-        metrics.shadow_requests.labels(MODEL, "2", "ok").inc()
-        metrics.shadow_latency.labels(MODEL, "2").observe(0.002)
-        metrics.shadow_diff.labels(MODEL, "1", "2").observe(0.5)  # every mirrored answer far from the champion's
-    window = window_delta(before, {"r": scrape_of(metrics)})
-    verdict = judge_shadow(version_window(window, MODEL, 1), shadow_window(window, MODEL, 2), LIMITS, min_requests=50)
+    # Every mirrored answer far from the champion's.
+    verdict = judge_shadow(*mirrored_window(diff=0.5, seconds=0.002), LIMITS, min_requests=50)
     assert verdict.enough_evidence and not verdict.passed
     assert [result.name for result in verdict.breaches] == ["shadow_disagreement"]
 
