@@ -6,6 +6,7 @@ TRITON_VENV := .venv-triton
 ORCH_STAMP := $(VENV)/.factory-installed
 TRITON_STAMP := $(TRITON_VENV)/.factory-installed
 CHROMEDRIVER := /usr/bin/chromedriver
+WRK := /usr/bin/wrk
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast bootstrap lint lock stack-up stack-down benchmarks
@@ -52,5 +53,12 @@ stack-up: bootstrap
 stack-down:
 	$(VENV)/bin/factory stack down
 
-benchmarks: bootstrap
-	for script in benchmarks/*.py; do $(VENV)/bin/python $$script || exit 1; done
+# http_load.py and tcp_forwarder.py are helpers of the serving benchmarks, not benchmarks.
+BENCHMARK_SCRIPTS = $(filter-out benchmarks/http_load.py benchmarks/tcp_forwarder.py,$(wildcard benchmarks/*.py))
+
+benchmarks: bootstrap $(WRK)
+	for script in $(BENCHMARK_SCRIPTS); do $(VENV)/bin/python $$script || exit 1; done
+
+# The serving benchmarks' load generator (they fall back to a Python client without it).
+$(WRK):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk

@@ -19,7 +19,15 @@ values (e.g. `--max-inflight 2 1000`, 1000 = never coalesce) to measure one gate
 CPU time per request of the gateway and of Triton (with its python-backend stub) is printed from their
 process times, since on shared cores CPU per request is steadier than latency.
 
+Reference hop, measured in the same rounds: `tcp_forwarder.py`, a uvloop process that pipes the direct
+requests' bytes to Triton unparsed. Its ratio to direct Triton is the least any separate Python process in
+front of Triton adds on this machine; the gateway's overhead beyond it is the gateway's own work.
+`--separate-cores` pins Triton (with its python-backend stub) to the last core and everything else to the
+others, as when the gateway and Triton run on different hosts: on 2 shared cores the stub's wait loop
+(~0.5 core at concurrency 1) otherwise competes with the gateway for CPU.
+
     PYTHONPATH=. .venv/bin/python benchmarks/gateway_overhead.py [--seconds 8] [--rounds 3] [--max-inflight 2]
+        [--concurrency 1 16] [--separate-cores]
 """
 
 from __future__ import annotations
@@ -28,20 +36,28 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import redis
 import uvloop
 from http_load import (
     SPEC,
     LoadResult,
+    TritonCpu,
     closed_loop,
     cpu_seconds,
     http_request,
@@ -65,6 +81,7 @@ from serving.triton.runtime import locate
 
 MODEL = "bench_gateway"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+HOP_LABEL = "Python TCP hop"
 
 
 def direct_request(row: pd.DataFrame, signature: ModelSignature, host: str) -> bytes:
@@ -104,25 +121,56 @@ class LoadPath:
     endpoint: str  # host:port
     url_path: str
     requests: list[bytes]
-    gateway_pid: int | None = None  # None: straight to Triton
+    gateway_pid: int | None = None  # the process in front of Triton (gateway or hop); None: straight to Triton
 
 
 def measure(path: LoadPath, concurrency: int, args: argparse.Namespace, wrk: str | None, triton_pid: int) -> LoadResult:
     """One load run; CPU per request of the gateway and of Triton from their process times."""
     gateway_pid = path.gateway_pid
-    before = (cpu_seconds(gateway_pid) if gateway_pid else 0.0, cpu_seconds(triton_pid))
+    gateway_before = cpu_seconds(gateway_pid) if gateway_pid else 0.0
+    triton = TritonCpu(triton_pid)
     if wrk:
         url = f"http://{path.endpoint}{path.url_path}"
         result = run_wrk(wrk, url, path.requests[0], concurrency, args.seconds, args.warmup)
     else:
         result = uvloop.run(closed_loop(path.endpoint, path.requests, concurrency, args.seconds, args.warmup))
-    triton_cpu = cpu_seconds(triton_pid) - before[1]
     served = result.requests_per_second * (args.seconds + args.warmup)  # warm-up included, at the same rate
+    triton_us, stub_us = triton.per_request_us(served)
     return replace(
         result,
-        gateway_cpu_us=(cpu_seconds(gateway_pid) - before[0]) / served * 1e6 if gateway_pid else None,
-        triton_cpu_us=triton_cpu / served * 1e6,
+        gateway_cpu_us=(cpu_seconds(gateway_pid) - gateway_before) / served * 1e6 if gateway_pid else None,
+        triton_cpu_us=triton_us,
+        stub_cpu_us=stub_us,
     )
+
+
+@contextlib.contextmanager
+def tcp_hop(upstream: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The reference hop (tcp_forwarder.py) in front of `upstream` (host:port), listening on `port`."""
+    host, upstream_port = upstream.rsplit(":", 1)
+    script = Path(__file__).with_name("tcp_forwarder.py")
+    process = subprocess.Popen([sys.executable, str(script), host, upstream_port, str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the TCP hop did not listen on port {port}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of a process and of its children (Triton's python-backend stubs) to `cpus`."""
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        for thread in process.threads():
+            with contextlib.suppress(OSError):  # a thread that ended since the listing
+                os.sched_setaffinity(thread.id, cpus)
 
 
 def main() -> None:
@@ -137,9 +185,23 @@ def main() -> None:
         help="gateway Triton calls in flight per target before requests are coalesced (a large value: never); "
              "several values start one gateway each, measured in turn",
     )  # fmt: skip
+    parser.add_argument(
+        "--separate-cores", action="store_true",
+        help="pin Triton to the last core and the client, hop and gateways to the others (as on separate hosts)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     wrk = shutil.which("wrk")
+    front_cores = triton_cores = None
+    if args.separate_cores:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            parser.error("--separate-cores needs at least 2 cores")
+        front_cores, triton_cores = set(cores[:-1]), {cores[-1]}
+        os.sched_setaffinity(0, front_cores)  # the asyncio client; gateways and the hop inherit it
+        if wrk:
+            wrk = _pinned_wrk(wrk, front_cores)
+        print(f"separate cores: Triton on {sorted(triton_cores)}, client/hop/gateway on {sorted(front_cores)}")
     print(f"load generator: wrk at {wrk}" if wrk else "load generator: wrk NOT installed -> asyncio client on uvloop")
     onnx_model, signature, rows = train_onnx()
     expected = onnx_predict_proba(onnx_model, rows).astype(np.float32)
@@ -168,13 +230,19 @@ def main() -> None:
                 load = urllib.request.Request(f"{server.http_url}/v2/repository/models/{MODEL}/load", method="POST")
                 with urllib.request.urlopen(load, timeout=120):
                     pass
+                if triton_cores is not None:
+                    pin(server.pid, triton_cores)  # type: ignore[arg-type]
                 env["FACTORY_GATEWAY_POOLS"] = json.dumps({"default": [server.http_url]})
                 singles = [rows.iloc[[i]] for i in range(len(rows))]
-                paths = [
-                    LoadPath("direct Triton", server.http_endpoint, f"/v2/models/{MODEL}/versions/1/infer",
-                             [direct_request(row, signature, server.http_endpoint) for row in singles]),
-                ]  # fmt: skip
+                direct_path = f"/v2/models/{MODEL}/versions/1/infer"
+                direct_requests = [direct_request(row, signature, server.http_endpoint) for row in singles]
+                (hop_port,) = free_ports(1)
                 with contextlib.ExitStack() as gateways:
+                    hop = gateways.enter_context(tcp_hop(server.http_endpoint, hop_port))
+                    paths = [
+                        LoadPath("direct Triton", server.http_endpoint, direct_path, direct_requests),
+                        LoadPath(HOP_LABEL, f"127.0.0.1:{hop_port}", direct_path, direct_requests, hop.pid),
+                    ]
                     for inflight, port in zip(args.max_inflight, free_ports(len(args.max_inflight)), strict=True):
                         gateway_env = {**env, "FACTORY_GATEWAY_MAX_INFLIGHT": str(inflight)}
                         log = work / f"gateway-{inflight}.log"
@@ -183,8 +251,10 @@ def main() -> None:
                         label = "gateway+Triton" if len(args.max_inflight) == 1 else f"gateway k={inflight}"
                         requests = [gateway_request(row, endpoint, token) for row in singles]
                         paths.append(LoadPath(label, endpoint, f"/v1/models/{MODEL}/predict", requests, gateway.pid))
-                        check_answers(server.http_endpoint, endpoint, paths[0].requests, requests, expected)
-                    print(f"answers: gateway == direct Triton == onnxruntime (1e-6) on {len(rows)} rows")
+                        check_answers(paths[1].endpoint, endpoint, paths[0].requests, requests, expected)
+                    print(
+                        f"answers: gateway == direct Triton through the hop == onnxruntime (1e-6) on {len(rows)} rows"
+                    )
                     # Paths take turns within every round: a burst of load from other processes on the shared
                     # cores hits all alike.
                     for number in range(1, args.rounds + 1):
@@ -201,6 +271,7 @@ def main() -> None:
     labels = list(dict.fromkeys(label for label, _ in results))
     for concurrency in args.concurrency:
         direct = median_result(results[("direct Triton", concurrency)])
+        hop = median_result(results[(HOP_LABEL, concurrency)])
         _print("direct Triton", concurrency, direct)
         for label in labels[1:]:
             routed = median_result(results[(label, concurrency)])
@@ -209,16 +280,27 @@ def main() -> None:
                 f"  c={concurrency}: {label}/direct p50 x{routed.p50_ms / direct.p50_ms:.2f} "
                 f"(+{(routed.p50_ms - direct.p50_ms) * 1e3:.0f} us), p99 x{routed.p99_ms / direct.p99_ms:.2f}, "
                 f"throughput x{routed.requests_per_second / direct.requests_per_second:.2f}"
+                + ("" if label == HOP_LABEL else f"; beyond the hop +{(routed.p50_ms - hop.p50_ms) * 1e3:.0f} us")
             )
         if concurrency == 1:
             floor_ratio = direct.p50_ms * 1e3 / floor_us
             print(f"  c=1: direct Triton p50 / in-process onnxruntime one row (the floor) x{floor_ratio:.1f}")
 
 
+def _pinned_wrk(wrk: str, cores: set[int]) -> str:
+    """A wrapper script that runs wrk on `cores` (run_wrk takes the executable's path)."""
+    wrapper = Path(tempfile.mkdtemp(prefix="wrk-pinned-")) / "wrk"
+    wrapper.write_text(f'#!/bin/sh\nexec taskset -c {",".join(map(str, sorted(cores)))} {wrk} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def _print(label: str, concurrency: int, result: LoadResult) -> None:
-    cpu = f"  CPU/request: Triton {result.triton_cpu_us:4.0f} us" if result.triton_cpu_us is not None else ""
+    cpu = ""
+    if result.triton_cpu_us is not None:
+        cpu = f"  CPU/request: Triton {result.triton_cpu_us:4.0f} us (stub {result.stub_cpu_us:3.0f})"
     if result.gateway_cpu_us is not None:
-        cpu += f", gateway {result.gateway_cpu_us:4.0f} us"
+        cpu += f", {'hop' if label.endswith(HOP_LABEL) else 'gateway'} {result.gateway_cpu_us:4.0f} us"
     print(
         f"{label:<16} c={concurrency:<3} {result.requests_per_second:7,.0f} req/s  p50 {result.p50_ms:6.3f} ms  "
         f"p99 {result.p99_ms:6.3f} ms  errors {result.errors}{cpu}"

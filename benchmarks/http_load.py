@@ -29,9 +29,12 @@ from pipelines.export.signature import OUTPUT_NAME, ModelSignature, onnx_inputs_
 from pipelines.features import FeatureSpec
 from pipelines.training.config import default_training_config
 from pipelines.training.sklearn_models import HGBTrainer
+from serving.gateway.kserve import RequestEncoder
+from serving.gateway.validation import InputSchema
 
 SPEC = FeatureSpec(numeric=["dep_delay", "sched_dep_time", "distance"], categorical=["carrier", "origin", "dest"])
-_CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+# Anchored at a line start: Triton's binary answers also carry Inference-Header-Content-Length.
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class LoadResult:
     client_cpu_share: float | None = None  # Python client CPU seconds per wall second (1.0 = one core)
     gateway_cpu_us: float | None = None  # gateway process CPU time per request
     triton_cpu_us: float | None = None  # tritonserver (+ python-backend stub) CPU time per request
+    stub_cpu_us: float | None = None  # of which the python-backend stub processes
 
 
 def train_onnx() -> tuple[bytes, ModelSignature, pd.DataFrame]:
@@ -80,20 +84,36 @@ def _median_seconds(call: Callable[[], object], repeat: int) -> float:
     return statistics.median(rounds)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (Triton's python-backend stubs are children)."""
+def cpu_seconds(pid: int, *, children_only: bool = False) -> float:
+    """CPU time of a process and its children (Triton's python-backend stubs are children), or of the children."""
     process = psutil.Process(pid)
+    children = process.children(recursive=True)
     total = 0.0
-    for member in [process, *process.children(recursive=True)]:
+    for member in children if children_only else [process, *children]:
         times = member.cpu_times()
         total += times.user + times.system
     return total
 
 
-def http_request(method: str, path: str, host: str, body: bytes, headers: str = "") -> bytes:
-    """One pre-encoded HTTP/1.1 keep-alive request with a JSON body (`headers`: extra "Name: value\\r\\n" lines)."""
+class TritonCpu:
+    """Triton's CPU time per request over one load run, in total and the python-backend stubs' share."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = (cpu_seconds(pid), cpu_seconds(pid, children_only=True))
+
+    def per_request_us(self, requests: float) -> tuple[float, float]:
+        total = cpu_seconds(self.pid) - self.before[0]
+        stubs = cpu_seconds(self.pid, children_only=True) - self.before[1]
+        return total / requests * 1e6, stubs / requests * 1e6
+
+
+def http_request(
+    method: str, path: str, host: str, body: bytes, headers: str = "", content_type: str = "application/json"
+) -> bytes:
+    """One pre-encoded HTTP/1.1 keep-alive request (`headers`: extra "Name: value\\r\\n" lines)."""
     return (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}"
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n{headers}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
@@ -107,6 +127,23 @@ def kserve_request(path: str, row: pd.DataFrame, signature: ModelSignature, host
         tensors.append({"name": name, "shape": [1, 1], "datatype": datatype, "data": data})
     body = json.dumps({"inputs": tensors, "outputs": [{"name": OUTPUT_NAME}]}).encode()
     return http_request("POST", path, host, body)
+
+
+def kserve_binary_request(path: str, row: pd.DataFrame, signature: ModelSignature, host: str) -> bytes:
+    """One row as the gateway sends it to Triton: KServe v2 with the binary tensor extension (its encoder)."""
+    schema = InputSchema.from_signature(signature, max_rows=1)
+    record = {k: (v if isinstance(v, str) else float(v)) for k, v in row[SPEC.columns].iloc[0].to_dict().items()}
+    parsed = schema.parse({"rows": [record]})
+    encoded = RequestEncoder(schema.inputs, schema.outputs).encode(parsed.columns, parsed.rows)
+    length = f"Inference-Header-Content-Length: {encoded.header_length}\r\n"
+    return http_request("POST", path, host, encoded.body, length, content_type="application/octet-stream")
+
+
+def served_score(body: bytes) -> float:
+    """The score of a one-row answer: KServe JSON, or binary outputs (one FP32 after the JSON header)."""
+    if body.endswith(b"}"):
+        return float(json.loads(body)["outputs"][0]["data"][0])
+    return float(np.frombuffer(body[-4:], dtype="<f4")[0])
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes | None:
@@ -213,4 +250,5 @@ def median_result(results: list[LoadResult]) -> LoadResult:
         median_of([r.client_cpu_share for r in results]),
         median_of([r.gateway_cpu_us for r in results]),
         median_of([r.triton_cpu_us for r in results]),
+        median_of([r.stub_cpu_us for r in results]),
     )

@@ -8,19 +8,22 @@ request (tritonserver + python-backend stub) per config, the on/off ratio, and t
 
 Load comes from `wrk` when installed, else from a lean asyncio HTTP/1.1 keep-alive client on uvloop
 (pre-encoded requests). Its own CPU use is printed: ~10-15 % of a core at 5-7k req/s, so it is not what
-limits the figures; Triton's CPU per request is (see docs/benchmarks.md).
+limits the figures; Triton's CPU per request is (see docs/benchmarks.md). `--encoding binary` sends what the
+gateway sends (KServe v2 with the binary tensor extension, always through the asyncio client: wrk's Lua
+body cannot carry raw bytes) instead of the JSON a plain client sends.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/triton_batching.py [--seconds 10] [--rounds 3] [--concurrency 16] [--sweep]
+    PYTHONPATH=. .venv/bin/python benchmarks/triton_batching.py [--seconds 10] [--rounds 3] [--concurrency 16]
+        [--sweep] [--encoding json|binary]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,13 +31,15 @@ import pandas as pd
 import uvloop
 from http_load import (
     LoadResult,
+    TritonCpu,
     closed_loop,
-    cpu_seconds,
+    kserve_binary_request,
     kserve_request,
     median_result,
     onnxruntime_floor,
     run_wrk,
     send_once,
+    served_score,
     train_onnx,
 )
 
@@ -55,6 +60,8 @@ SWEEP_CONFIGS = {
     "on, queue delay 500 us": RepositoryConfig(max_queue_delay_microseconds=500),
     "on, preferred [4, 8, 16]": RepositoryConfig(preferred_batch_sizes=(4, 8, 16)),
     "on, 2 instances": RepositoryConfig(instance_count=2),
+    "on, 2 instances, delay 200 us": RepositoryConfig(instance_count=2, max_queue_delay_microseconds=200),
+    "on, 3 instances": RepositoryConfig(instance_count=3),
     "off, 2 instances": RepositoryConfig(dynamic_batching=False, instance_count=2),
 }
 
@@ -65,9 +72,9 @@ def check_served_row(endpoint: str, request: bytes, expected: float) -> None:
     (body,) = asyncio.run(send_once(endpoint, [request]))
     if not body:
         raise AssertionError(f"Triton at {endpoint} refused the benchmark request")
-    (output,) = json.loads(body)["outputs"]
-    if abs(output["data"][0] - expected) > 1e-6:
-        raise AssertionError(f"served {output['data'][0]}, onnxruntime in-process {expected}")
+    served = served_score(body)
+    if abs(served - expected) > 1e-6:
+        raise AssertionError(f"served {served}, onnxruntime in-process {expected}")
 
 
 def main() -> None:
@@ -77,10 +84,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="configs take turns; medians are reported")
     parser.add_argument("--sweep", action="store_true", help="also measure tuning variants (queue delay, ...)")
+    parser.add_argument(
+        "--encoding", choices=["json", "binary"], default="json",
+        help="request body: KServe JSON, or the binary tensor extension the gateway sends",
+    )  # fmt: skip
     args = parser.parse_args()
 
-    wrk = shutil.which("wrk")
-    print(f"load generator: wrk at {wrk}" if wrk else "load generator: wrk NOT installed -> asyncio client on uvloop")
+    wrk = shutil.which("wrk") if args.encoding == "json" else None
+    client = "asyncio client on uvloop" + (" (binary bodies)" if args.encoding == "binary" else " (wrk not installed)")
+    print(f"load generator: wrk at {wrk}" if wrk else f"load generator: {client}")
     onnx_model, signature, rows = train_onnx()
     configs = BASELINE_CONFIGS | (SWEEP_CONFIGS if args.sweep else {})
     names = {label: f"bench_{position}" for position, label in enumerate(configs)}
@@ -96,12 +108,13 @@ def main() -> None:
             write_repository(build_model_repository(onnx_model, signature, names[label], 1, config=config), repository)
         rounds: dict[str, list[LoadResult]] = {label: [] for label in configs}
         with LocalTritonServer(runtime, repository, Path(workdir) / "tritonserver.log", free_ports(3)) as server:
-            requests = {label: _prepare(server, names[label], rows, signature, expected) for label in configs}
+            encode = kserve_binary_request if args.encoding == "binary" else kserve_request
+            requests = {label: _prepare(server, names[label], rows, signature, expected, encode) for label in configs}
             # Configs take turns round by round, so a burst of load from other processes on the shared cores
             # hits every config alike instead of whichever was measured at that moment.
             for number in range(1, args.rounds + 1):
                 for label in configs:
-                    before = cpu_seconds(server.pid)  # type: ignore[arg-type]
+                    triton_cpu = TritonCpu(server.pid)  # type: ignore[arg-type]
                     if wrk:
                         url = f"{server.http_url}/v2/models/{names[label]}/infer"
                         result = run_wrk(wrk, url, requests[label][0], args.concurrency, args.seconds, args.warmup)
@@ -112,8 +125,8 @@ def main() -> None:
                             )
                         )
                     served = result.requests_per_second * (args.seconds + args.warmup)  # warm-up at the same rate
-                    triton_us = (cpu_seconds(server.pid) - before) / served * 1e6  # type: ignore[arg-type]
-                    result = replace(result, triton_cpu_us=triton_us)
+                    triton_us, stub_us = triton_cpu.per_request_us(served)
+                    result = replace(result, triton_cpu_us=triton_us, stub_cpu_us=stub_us)
                     rounds[label].append(result)
                     _print_result(f"round {number}: {label}", result, args.concurrency)
     print(f"median of {args.rounds} rounds:")
@@ -133,13 +146,17 @@ def main() -> None:
 
 
 def _prepare(
-    server: LocalTritonServer, name: str, rows: pd.DataFrame, signature: ModelSignature, expected: float
+    server: LocalTritonServer,
+    name: str,
+    rows: pd.DataFrame,
+    signature: ModelSignature,
+    expected: float,
+    encode: Callable[[str, pd.DataFrame, ModelSignature, str], bytes],
 ) -> list[bytes]:
     """Load `name`, pre-encode one request per row, and check the first answer against onnxruntime."""
     _load_model(server, name)
     requests = [
-        kserve_request(f"/v2/models/{name}/infer", rows.iloc[[i]], signature, server.http_endpoint)
-        for i in range(len(rows))
+        encode(f"/v2/models/{name}/infer", rows.iloc[[i]], signature, server.http_endpoint) for i in range(len(rows))
     ]
     check_served_row(server.http_endpoint, requests[0], expected)
     return requests
@@ -156,7 +173,7 @@ def _print_result(label: str, result: LoadResult, concurrency: int) -> None:
     share = result.client_cpu_share
     client = "" if share is None else f"  client CPU {share:.0%} of a core"
     if result.triton_cpu_us is not None:
-        client += f"  Triton CPU/request {result.triton_cpu_us:.0f} us"
+        client += f"  Triton CPU/request {result.triton_cpu_us:.0f} us (stub {result.stub_cpu_us:.0f})"
     throughput = f"{result.requests_per_second:7,.0f} req/s"
     print(
         f"{label:<35} c={concurrency}: {throughput}  p50 {result.p50_ms:5.2f} ms  "
