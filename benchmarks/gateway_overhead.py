@@ -23,7 +23,7 @@ Reference hop, measured in the same rounds: `tcp_forwarder.py`, a uvloop process
 requests' bytes to Triton unparsed. Its ratio to direct Triton is the least any separate Python process in
 front of Triton adds on this machine; the gateway's overhead beyond it is the gateway's own work.
 `--separate-cores` pins Triton (with its python-backend stub) to the last core and everything else to the
-others, as when the gateway and Triton run on different hosts: on 2 shared cores the stub's wait loop
+others, as when the gateway and Triton run on different hosts: on 2 shared cores the python-backend stub
 (~0.5 core at concurrency 1) otherwise competes with the gateway for CPU.
 
     PYTHONPATH=. .venv/bin/python benchmarks/gateway_overhead.py [--seconds 8] [--rounds 3] [--max-inflight 2]
