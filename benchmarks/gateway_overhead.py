@@ -38,14 +38,10 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -75,6 +71,7 @@ from pipelines.export.runtime import onnx_predict_proba
 from pipelines.export.signature import OUTPUT_NAME, ModelSignature
 from serving.gateway import Routes, RouteStore
 from serving.gateway.local_process import LocalGateway
+from serving.local_process import LocalServerProcess
 from serving.model_repository import build_model_repository
 from serving.model_repository.local_server import LocalTritonServer, write_repository
 from serving.triton.runtime import locate
@@ -144,24 +141,24 @@ def measure(path: LoadPath, concurrency: int, args: argparse.Namespace, wrk: str
     )
 
 
-@contextlib.contextmanager
-def tcp_hop(upstream: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """The reference hop (tcp_forwarder.py) in front of `upstream` (host:port), listening on `port`."""
-    host, upstream_port = upstream.rsplit(":", 1)
-    script = Path(__file__).with_name("tcp_forwarder.py")
-    process = subprocess.Popen([sys.executable, str(script), host, upstream_port, str(port)])
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the TCP hop did not listen on port {port}")
-            time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+class LocalTcpHop(LocalServerProcess):
+    """The reference hop (tcp_forwarder.py) in front of Triton at `upstream` (host:port), listening on `port`;
+    ready once Triton's readiness answers through it."""
+
+    name = "TCP hop"
+
+    def __init__(self, upstream: str, port: int, log_file: Path) -> None:
+        super().__init__(log_file, ready_timeout=10.0)
+        self.upstream, self.port = upstream, port
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v2/health/ready"
+
+    def command(self) -> tuple[list[str], dict[str, str], Path | None]:
+        host, upstream_port = self.upstream.rsplit(":", 1)
+        script = Path(__file__).with_name("tcp_forwarder.py")
+        return [sys.executable, str(script), host, upstream_port, str(self.port)], dict(os.environ), None
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -199,8 +196,6 @@ def main() -> None:
             parser.error("--separate-cores needs at least 2 cores")
         front_cores, triton_cores = set(cores[:-1]), {cores[-1]}
         os.sched_setaffinity(0, front_cores)  # the asyncio client; gateways and the hop inherit it
-        if wrk:
-            wrk = _pinned_wrk(wrk, front_cores)
         print(f"separate cores: Triton on {sorted(triton_cores)}, client/hop/gateway on {sorted(front_cores)}")
     print(f"load generator: wrk at {wrk}" if wrk else "load generator: wrk NOT installed -> asyncio client on uvloop")
     onnx_model, signature, rows = train_onnx()
@@ -216,6 +211,8 @@ def main() -> None:
         RouteStore(REDIS_URL, prefix) as store,
     ):
         work = Path(workdir)
+        if wrk and front_cores is not None:
+            wrk = _pinned_wrk(wrk, front_cores, work)
         write_repository(build_model_repository(onnx_model, signature, MODEL, 1), work / "repository")
         store.set_routes(MODEL, Routes.single(1), expected_version=0, reason="benchmark")
         env = {
@@ -238,7 +235,7 @@ def main() -> None:
                 direct_requests = [direct_request(row, signature, server.http_endpoint) for row in singles]
                 (hop_port,) = free_ports(1)
                 with contextlib.ExitStack() as gateways:
-                    hop = gateways.enter_context(tcp_hop(server.http_endpoint, hop_port))
+                    hop = gateways.enter_context(LocalTcpHop(server.http_endpoint, hop_port, work / "hop.log"))
                     paths = [
                         LoadPath("direct Triton", server.http_endpoint, direct_path, direct_requests),
                         LoadPath(HOP_LABEL, f"127.0.0.1:{hop_port}", direct_path, direct_requests, hop.pid),
@@ -287,9 +284,9 @@ def main() -> None:
             print(f"  c=1: direct Triton p50 / in-process onnxruntime one row (the floor) x{floor_ratio:.1f}")
 
 
-def _pinned_wrk(wrk: str, cores: set[int]) -> str:
-    """A wrapper script that runs wrk on `cores` (run_wrk takes the executable's path)."""
-    wrapper = Path(tempfile.mkdtemp(prefix="wrk-pinned-")) / "wrk"
+def _pinned_wrk(wrk: str, cores: set[int], directory: Path) -> str:
+    """A wrapper script in `directory` that runs wrk on `cores` (run_wrk takes the executable's path)."""
+    wrapper = directory / "wrk-pinned"
     wrapper.write_text(f'#!/bin/sh\nexec taskset -c {",".join(map(str, sorted(cores)))} {wrk} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
